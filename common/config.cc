@@ -1,0 +1,304 @@
+#include "common/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace phalanx {
+namespace {
+
+// Reads typed values from one TOML table and remembers which keys it used, so
+// leftovers can be reported as unknown.
+class SectionReader {
+ public:
+  SectionReader(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
+
+  template <typename T>
+  void Read(const char* key, T* out) {
+    if (!table_ || !status_.ok()) return;
+    const toml::node* node = table_->get(key);
+    if (!node) return;
+    used_.insert(key);
+    std::string where = name_ + "." + key;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value<bool>()) { *out = *v; return; }
+      status_ = InvalidArgument(where + " must be true or false");
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) { *out = *v; return; }
+      status_ = InvalidArgument(where + " must be a string");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (auto v = node->value<double>()) { *out = static_cast<T>(*v); return; }
+      status_ = InvalidArgument(where + " must be a number");
+    } else {
+      if (node->is_integer()) {
+        int64_t v = *node->value<int64_t>();
+        if constexpr (std::is_unsigned_v<T>) {
+          if (v < 0) { status_ = InvalidArgument(where + " must not be negative"); return; }
+        }
+        if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+            (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+          status_ = InvalidArgument(where + " is out of range");
+          return;
+        }
+        *out = static_cast<T>(v);
+        return;
+      }
+      status_ = InvalidArgument(where + " must be an integer");
+    }
+  }
+
+  // Every numeric key of the table not read by name goes into `out`.
+  void ReadRemainingNumbers(std::map<std::string, double>* out) {
+    if (!table_ || !status_.ok()) return;
+    for (const auto& [k, node] : *table_) {
+      std::string key(k.str());
+      if (used_.count(key)) continue;
+      if (auto v = node.value<double>()) {
+        (*out)[key] = *v;
+        used_.insert(key);
+      }
+    }
+  }
+
+  Status Finish() {
+    if (!status_.ok() || !table_) return status_;
+    for (const auto& [k, node] : *table_) {
+      if (!used_.count(std::string(k.str()))) {
+        return InvalidArgument("unknown key '" + name_ + "." + std::string(k.str()) + "'");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const toml::table* table_;
+  std::string name_;
+  std::set<std::string> used_;
+  Status status_;
+};
+
+Status ApplyOverride(toml::table& root, const std::string& item) {
+  auto eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return InvalidArgument("--set expects section.key=value, got '" + item + "'");
+  }
+  std::string path = item.substr(0, eq);
+  std::string value = item.substr(eq + 1);
+  auto dot = path.find('.');
+  if (dot == std::string::npos) return InvalidArgument("--set key needs a section: '" + path + "'");
+  std::string section = path.substr(0, dot);
+  std::string key = path.substr(dot + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    // A bare word is a string (e.g. --set aggregator.name=krum).
+    parsed = toml::table{{"v", value}};
+  }
+  toml::table* sec = root[section].as_table();
+  if (!sec) {
+    root.insert(section, toml::table{});
+    sec = root[section].as_table();
+  }
+  sec->insert_or_assign(key, *parsed.get("v"));
+  return Status::Ok();
+}
+
+Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig* o) {
+  SectionReader r(root[name].as_table(), name);
+  r.Read("kind", &o->kind);
+  r.Read("learning_rate", &o->learning_rate);
+  r.Read("momentum", &o->momentum);
+  r.Read("beta1", &o->beta1);
+  r.Read("beta2", &o->beta2);
+  r.Read("epsilon", &o->epsilon);
+  r.Read("weight_decay", &o->weight_decay);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  std::string where = std::string(name) + ".";
+  if (o->kind != "sgd" && o->kind != "adagrad" && o->kind != "adam") {
+    return InvalidArgument(where + "kind must be sgd, adagrad or adam, got '" + o->kind + "'");
+  }
+  if (!(o->learning_rate > 0) || !std::isfinite(o->learning_rate)) {
+    return InvalidArgument(where + "learning_rate must be a positive number");
+  }
+  if (o->momentum < 0 || o->momentum >= 1) return InvalidArgument(where + "momentum must be in [0, 1)");
+  if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1) {
+    return InvalidArgument(where + "beta1 and beta2 must be in [0, 1)");
+  }
+  if (!(o->epsilon > 0)) return InvalidArgument(where + "epsilon must be positive");
+  if (o->weight_decay < 0) return InvalidArgument(where + "weight_decay must not be negative");
+  return Status::Ok();
+}
+
+Status Validate(const JobConfig& c) {
+  const auto& cl = c.cluster;
+  if (cl.servers < 1 || cl.servers > 256) return InvalidArgument("cluster.servers must be in [1, 256]");
+  if (cl.workers < 1 || cl.workers > 4096) return InvalidArgument("cluster.workers must be in [1, 4096]");
+  if (cl.mode != "sync" && cl.mode != "async") {
+    return InvalidArgument("cluster.mode must be sync or async, got '" + cl.mode + "'");
+  }
+  if (cl.num_slots < static_cast<uint32_t>(cl.servers) || cl.num_slots > (1u << 20)) {
+    return InvalidArgument("cluster.num_slots must be in [servers, 2^20]");
+  }
+  if (cl.heartbeat_ms <= 0 || cl.heartbeat_timeout_ms <= cl.heartbeat_ms) {
+    return InvalidArgument("cluster.heartbeat_timeout_ms must exceed cluster.heartbeat_ms > 0");
+  }
+  if (cl.register_timeout_ms <= 0 || cl.round_timeout_ms <= 0 || cl.request_timeout_ms <= 0) {
+    return InvalidArgument("cluster timeouts must be positive");
+  }
+  const auto& d = c.data;
+  if (d.dataset != "fashion-mnist" && d.dataset != "spam-assassin" && d.dataset != "libsvm") {
+    return InvalidArgument("data.dataset must be fashion-mnist, spam-assassin or libsvm, got '" +
+                           d.dataset + "'");
+  }
+  if (!(d.test_fraction > 0 && d.test_fraction < 1)) {
+    return InvalidArgument("data.test_fraction must be in (0, 1)");
+  }
+  if (d.max_train < 0 || d.max_test < 0) return InvalidArgument("data.max_train/max_test >= 0");
+  const auto& m = c.model;
+  if (m.kind != "softmax" && m.kind != "mlp" && m.kind != "embedding-bag") {
+    return InvalidArgument("model.kind must be softmax, mlp or embedding-bag, got '" + m.kind + "'");
+  }
+  if (m.hidden < 1 || m.hidden > 65536) return InvalidArgument("model.hidden must be in [1, 65536]");
+  if (m.embedding_dim < 1 || m.embedding_dim > 4096) {
+    return InvalidArgument("model.embedding_dim must be in [1, 4096]");
+  }
+  if (m.l2 < 0) return InvalidArgument("model.l2 must not be negative");
+  if ((m.kind == "embedding-bag") != (d.dataset != "fashion-mnist")) {
+    if (m.kind == "embedding-bag" && d.dataset == "fashion-mnist") {
+      return InvalidArgument("model.kind embedding-bag needs a sparse data set (spam-assassin, libsvm)");
+    }
+    if (d.dataset == "spam-assassin") {
+      return InvalidArgument("data.dataset spam-assassin needs model.kind = embedding-bag");
+    }
+  }
+  const auto& t = c.train;
+  if (t.rounds < 1) return InvalidArgument("train.rounds must be >= 1");
+  if (t.batch_size < 1 || t.batch_size > 1 << 20) return InvalidArgument("train.batch_size must be >= 1");
+  if (t.eval_every < 1 || t.log_every < 1) return InvalidArgument("train.eval_every/log_every >= 1");
+  if (c.tables.dense_row_dim < 1 || c.tables.dense_row_dim > 65536) {
+    return InvalidArgument("tables.dense_row_dim must be in [1, 65536]");
+  }
+  if (!(c.tables.dense_init_scale >= 0) || !(c.tables.embedding_init_scale >= 0)) {
+    return InvalidArgument("tables init scales must not be negative");
+  }
+  if (c.aggregator.f < 0) return InvalidArgument("aggregator.f must not be negative");
+  if (c.aggregator.name.empty()) return InvalidArgument("aggregator.name must not be empty");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
+    return InvalidArgument(os.str());
+  }
+  for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
+
+  static const std::set<std::string> kSections = {"cluster", "data", "model", "train",
+                                                  "optimizer", "embedding_optimizer", "tables",
+                                                  "aggregator"};
+  for (const auto& [k, node] : root) {
+    std::string key(k.str());
+    if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
+    if (!node.is_table()) return InvalidArgument("config section '" + key + "' must be a table");
+  }
+
+  JobConfig c;
+  {
+    SectionReader r(root["cluster"].as_table(), "cluster");
+    auto& x = c.cluster;
+    r.Read("servers", &x.servers);
+    r.Read("workers", &x.workers);
+    r.Read("mode", &x.mode);
+    r.Read("host", &x.host);
+    r.Read("num_slots", &x.num_slots);
+    r.Read("heartbeat_ms", &x.heartbeat_ms);
+    r.Read("heartbeat_timeout_ms", &x.heartbeat_timeout_ms);
+    r.Read("register_timeout_ms", &x.register_timeout_ms);
+    r.Read("round_timeout_ms", &x.round_timeout_ms);
+    r.Read("request_timeout_ms", &x.request_timeout_ms);
+    r.Read("tolerate_worker_failures", &x.tolerate_worker_failures);
+    r.Read("http", &x.http);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    SectionReader r(root["data"].as_table(), "data");
+    auto& x = c.data;
+    r.Read("dataset", &x.dataset);
+    r.Read("path", &x.path);
+    r.Read("test_path", &x.test_path);
+    r.Read("seed", &x.seed);
+    r.Read("test_fraction", &x.test_fraction);
+    r.Read("max_train", &x.max_train);
+    r.Read("max_test", &x.max_test);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    SectionReader r(root["model"].as_table(), "model");
+    auto& x = c.model;
+    r.Read("kind", &x.kind);
+    r.Read("hidden", &x.hidden);
+    r.Read("embedding_dim", &x.embedding_dim);
+    r.Read("l2", &x.l2);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    SectionReader r(root["train"].as_table(), "train");
+    auto& x = c.train;
+    r.Read("rounds", &x.rounds);
+    r.Read("batch_size", &x.batch_size);
+    r.Read("eval_every", &x.eval_every);
+    r.Read("log_every", &x.log_every);
+    r.Read("seed", &x.seed);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
+  c.embedding_optimizer = c.optimizer;
+  if (root["embedding_optimizer"].as_table()) {
+    c.has_embedding_optimizer = true;
+    PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer));
+  }
+  {
+    SectionReader r(root["tables"].as_table(), "tables");
+    auto& x = c.tables;
+    r.Read("dense_row_dim", &x.dense_row_dim);
+    r.Read("dense_init_scale", &x.dense_init_scale);
+    r.Read("embedding_init_scale", &x.embedding_init_scale);
+    r.Read("seed", &x.seed);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    SectionReader r(root["aggregator"].as_table(), "aggregator");
+    auto& x = c.aggregator;
+    r.Read("name", &x.name);
+    r.Read("f", &x.f);
+    r.ReadRemainingNumbers(&x.params);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  if (c.data.path.empty()) {
+    if (c.data.dataset == "fashion-mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
+    if (c.data.dataset == "spam-assassin") c.data.path = "data/spam-assassin/data";
+  }
+  PHX_RETURN_IF_ERROR(Validate(c));
+  return c;
+}
+
+Result<JobConfig> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open config file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto r = ParseConfig(ss.str(), overrides);
+  if (!r.ok()) return r.status().WithContext(path);
+  r->source = path;
+  return r;
+}
+
+}  // namespace phalanx

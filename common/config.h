@@ -1,0 +1,99 @@
+#pragma once
+// The job configuration shared by every role: one TOML file plus
+// `--set section.key=value` overrides. Parsing rejects unknown sections and
+// keys, wrong types and impossible values with a message naming the key.
+// Plain value type; each field's default is the value written here.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace phalanx {
+
+struct ClusterConfig {
+  int servers = 2;
+  int workers = 4;
+  std::string mode = "sync";        // sync | async
+  std::string host = "127.0.0.1";   // address every node binds and advertises
+  uint32_t num_slots = 1024;        // key slots; slot -> server table in the view
+  int heartbeat_ms = 300;
+  int heartbeat_timeout_ms = 3000;  // a node silent this long is dead
+  int register_timeout_ms = 30000;  // give up reaching the scheduler after this
+  int round_timeout_ms = 30000;     // sync: close a round without missing workers
+  int request_timeout_ms = 120000;  // worker pull/push deadline
+  bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies
+  bool http = true;                 // serve /metrics and /status on every process
+};
+
+struct DataConfig {
+  std::string dataset = "fashion-mnist";  // fashion-mnist | spam-assassin | libsvm
+  std::string path;                       // default per dataset
+  std::string test_path;                  // libsvm only
+  uint64_t seed = 1;
+  double test_fraction = 0.2;             // spam-assassin
+  int64_t max_train = 0;                  // 0 = all examples
+  int64_t max_test = 0;
+};
+
+struct ModelConfig {
+  std::string kind = "mlp";  // softmax | mlp | embedding-bag
+  int hidden = 128;
+  int embedding_dim = 16;
+  double l2 = 0.0;
+};
+
+struct TrainConfig {
+  int rounds = 1000;      // per worker
+  int batch_size = 64;
+  int eval_every = 100;   // rounds between test evaluations (worker 0)
+  int log_every = 10;
+  uint64_t seed = 1;
+};
+
+struct OptimizerConfig {
+  std::string kind = "sgd";  // sgd | adagrad | adam
+  double learning_rate = 0.1;
+  double momentum = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  double weight_decay = 0.0;
+};
+
+struct TablesConfig {
+  int dense_row_dim = 256;          // dense parameters are rows of this many floats
+  double dense_init_scale = 0.05;   // uniform [-s, s]
+  double embedding_init_scale = 0.01;
+  uint64_t seed = 7;
+};
+
+struct AggregatorConfig {
+  std::string name = "mean";
+  int f = 0;
+  std::map<std::string, double> params;
+};
+
+struct JobConfig {
+  ClusterConfig cluster;
+  DataConfig data;
+  ModelConfig model;
+  TrainConfig train;
+  OptimizerConfig optimizer;            // dense table (and embeddings unless overridden)
+  OptimizerConfig embedding_optimizer;  // sparse tables
+  bool has_embedding_optimizer = false;
+  TablesConfig tables;
+  AggregatorConfig aggregator;
+  std::string source;  // the file it came from
+};
+
+// Parses TOML text / a file, applying `overrides` ("section.key=value", the
+// value in TOML syntax or a bare string) before validation.
+Result<JobConfig> ParseConfig(const std::string& toml_text,
+                              const std::vector<std::string>& overrides = {});
+Result<JobConfig> LoadConfig(const std::string& path,
+                             const std::vector<std::string>& overrides = {});
+
+}  // namespace phalanx

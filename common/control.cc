@@ -1,0 +1,180 @@
+#include "common/control.h"
+
+#include <xxhash.h>
+
+#include <cereal/archives/binary.hpp>
+#include <sstream>
+
+namespace phalanx {
+namespace {
+
+constexpr size_t kMaxString = 1024;
+constexpr size_t kMaxNodes = 1 << 16;
+constexpr size_t kMaxSlots = 1 << 20;
+
+template <class Ar>
+void SaveString(Ar& ar, const std::string& s) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(s.size())));
+  ar(cereal::binary_data(s.data(), s.size()));
+}
+
+template <class Ar>
+void LoadString(Ar& ar, std::string& s) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  if (n > kMaxString) throw cereal::Exception("string length over limit");
+  s.resize(n);
+  ar(cereal::binary_data(s.data(), n));
+}
+
+template <class Ar>
+void SaveNode(Ar& ar, const NodeInfo& n) {
+  ar(n.id, n.rank, n.role);
+  SaveString(ar, n.host);
+  ar(n.data_port, n.http_port, n.alive);
+}
+
+template <class Ar>
+void LoadNode(Ar& ar, NodeInfo& n) {
+  ar(n.id, n.rank, n.role);
+  if (static_cast<uint8_t>(n.role) > 2) throw cereal::Exception("bad role");
+  LoadString(ar, n.host);
+  ar(n.data_port, n.http_port, n.alive);
+}
+
+template <class Ar>
+void SaveNodes(Ar& ar, const std::vector<NodeInfo>& v) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.size())));
+  for (const auto& n : v) SaveNode(ar, n);
+}
+
+template <class Ar>
+void LoadNodes(Ar& ar, std::vector<NodeInfo>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  if (n > kMaxNodes) throw cereal::Exception("node list over limit");
+  v.resize(n);
+  for (auto& x : v) LoadNode(ar, x);
+}
+
+template <typename Fn>
+std::string Encode(Fn&& fn) {
+  std::ostringstream os(std::ios::binary);
+  {
+    cereal::BinaryOutputArchive ar(os);
+    fn(ar);
+  }
+  return std::move(os).str();
+}
+
+template <typename T, typename Fn>
+Result<T> Decode(const std::string& bytes, const char* what, Fn&& fn) {
+  T out;
+  try {
+    std::istringstream is(bytes, std::ios::binary);
+    cereal::BinaryInputArchive ar(is);
+    fn(ar, out);
+    if (is.peek() != std::char_traits<char>::eof()) {
+      return InvalidArgument(std::string(what) + ": trailing bytes");
+    }
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("malformed ") + what + ": " + e.what());
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* RoleName(Role role) {
+  switch (role) {
+    case Role::kScheduler: return "scheduler";
+    case Role::kServer: return "server";
+    case Role::kWorker: return "worker";
+  }
+  return "unknown";
+}
+
+int ClusterView::live_workers() const {
+  int n = 0;
+  for (const auto& w : workers) n += w.alive ? 1 : 0;
+  return n;
+}
+
+std::vector<int32_t> ClusterView::live_worker_ids() const {
+  std::vector<int32_t> ids;
+  for (const auto& w : workers) {
+    if (w.alive) ids.push_back(w.id);
+  }
+  return ids;
+}
+
+std::string EncodeRegister(const RegisterBody& b) {
+  return Encode([&](auto& ar) {
+    SaveNode(ar, b.node);
+    ar(b.requested_rank);
+  });
+}
+Result<RegisterBody> DecodeRegister(const std::string& bytes) {
+  return Decode<RegisterBody>(bytes, "Register", [](auto& ar, RegisterBody& b) {
+    LoadNode(ar, b.node);
+    ar(b.requested_rank);
+  });
+}
+
+std::string EncodeRegisterAck(const RegisterAck& b) {
+  return Encode([&](auto& ar) { ar(b.node_id, b.rank); });
+}
+Result<RegisterAck> DecodeRegisterAck(const std::string& bytes) {
+  return Decode<RegisterAck>(bytes, "RegisterAck",
+                             [](auto& ar, RegisterAck& b) { ar(b.node_id, b.rank); });
+}
+
+std::string EncodeClusterView(const ClusterView& v) {
+  return Encode([&](auto& ar) {
+    ar(v.epoch, v.num_slots);
+    SaveNodes(ar, v.servers);
+    SaveNodes(ar, v.workers);
+    ar(cereal::make_size_tag(static_cast<cereal::size_type>(v.slot_owner.size())));
+    ar(cereal::binary_data(v.slot_owner.data(), v.slot_owner.size() * sizeof(int32_t)));
+  });
+}
+Result<ClusterView> DecodeClusterView(const std::string& bytes) {
+  auto r = Decode<ClusterView>(bytes, "ClusterView", [](auto& ar, ClusterView& v) {
+    ar(v.epoch, v.num_slots);
+    LoadNodes(ar, v.servers);
+    LoadNodes(ar, v.workers);
+    cereal::size_type n = 0;
+    ar(cereal::make_size_tag(n));
+    if (n > kMaxSlots) throw cereal::Exception("slot table over limit");
+    v.slot_owner.resize(n);
+    ar(cereal::binary_data(v.slot_owner.data(), n * sizeof(int32_t)));
+  });
+  if (!r.ok()) return r;
+  const ClusterView& v = *r;
+  if (v.slot_owner.size() != v.num_slots) return InvalidArgument("ClusterView: slot table size");
+  for (int32_t owner : v.slot_owner) {
+    if (owner < 0 || owner >= static_cast<int32_t>(v.servers.size())) {
+      return InvalidArgument("ClusterView: slot owner out of range");
+    }
+  }
+  return r;
+}
+
+std::string EncodeBarrier(const BarrierBody& b) {
+  return Encode([&](auto& ar) {
+    SaveString(ar, b.name);
+    ar(b.generation);
+  });
+}
+Result<BarrierBody> DecodeBarrier(const std::string& bytes) {
+  return Decode<BarrierBody>(bytes, "Barrier", [](auto& ar, BarrierBody& b) {
+    LoadString(ar, b.name);
+    ar(b.generation);
+  });
+}
+
+uint32_t SlotOfKey(uint64_t key, uint32_t num_slots) {
+  return static_cast<uint32_t>(XXH3_64bits(&key, sizeof(key)) % num_slots);
+}
+
+}  // namespace phalanx

@@ -1,0 +1,147 @@
+#pragma once
+// Phalanx wire messages. A message is a fixed-size header encoded with cereal
+// (protocol version, type, sender, request id, round, table, counts, checksum)
+// followed by raw payload frames: uint64 keys and float32 values for data
+// messages, or one cereal-encoded body for control messages. The format is
+// described in common/wire_format.md.
+//
+// Decoding never trusts the bytes: every count is checked against the frames
+// received and against WireLimits, and failures come back as a Status.
+// Message objects are values; Buffers share immutable bytes between threads.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace phalanx {
+
+inline constexpr uint32_t kWireMagic = 0x584c4850;  // "PHLX" little-endian
+inline constexpr uint16_t kWireVersion = 1;
+
+enum class MsgType : uint8_t {
+  kInvalid = 0,
+  // node <-> scheduler
+  kRegister = 1,       // body: RegisterBody
+  kRegisterAck = 2,    // body: RegisterAck
+  kClusterView = 3,    // body: ClusterView
+  kHeartbeat = 4,      // no body
+  kBarrier = 5,        // body: BarrierBody
+  kBarrierRelease = 6, // body: BarrierBody
+  kLeave = 7,          // worker finished; no body
+  kShutdown = 8,       // scheduler tells nodes to exit; no body
+  // worker <-> server
+  kPull = 20,          // keys; round = min version to wait for
+  kPullResponse = 21,  // keys echoed? no: values in key order; round = version served
+  kPush = 22,          // keys + values; round = sync round or version pulled (async)
+  kPushAck = 23,       // round = version after apply (async) or round accepted
+  kError = 30,         // status_code + body: error message
+};
+
+const char* MsgTypeName(MsgType type);
+bool IsDataMessage(MsgType type);
+
+struct Header {
+  uint32_t magic = kWireMagic;
+  uint16_t version = kWireVersion;
+  MsgType type = MsgType::kInvalid;
+  uint8_t flags = 0;
+  int32_t sender = -1;       // node id; -1 before registration
+  uint64_t request_id = 0;
+  int64_t round = 0;
+  uint32_t table_id = 0;
+  uint32_t dim = 0;          // floats per key in values
+  uint64_t num_keys = 0;
+  uint64_t num_values = 0;
+  int32_t status_code = 0;   // StatusCode for kError
+  uint64_t checksum = 0;     // XXH3 of key and value bytes; 0 when not computed
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(magic, version, type, flags, sender, request_id, round, table_id, dim, num_keys, num_values,
+       status_code, checksum);
+  }
+};
+
+// Immutable bytes with shared ownership. Lets a received ZeroMQ frame or a
+// moved-in vector become a payload without copying.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(std::shared_ptr<const void> owner, const std::byte* data, size_t size)
+      : owner_(std::move(owner)), data_(data), size_(size) {}
+
+  template <typename T>
+  static Buffer FromVector(std::vector<T>&& v) {
+    auto holder = std::make_shared<std::vector<T>>(std::move(v));
+    const auto* data = reinterpret_cast<const std::byte*>(holder->data());
+    size_t size = holder->size() * sizeof(T);
+    return Buffer(std::shared_ptr<const void>(holder, holder.get()), data, size);
+  }
+  static Buffer Copy(const void* data, size_t size);
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Typed view. The caller has checked size % sizeof(T) == 0; data that is not
+  // aligned for T was copied into aligned storage at construction time by the
+  // transport (see Aligned()).
+  template <typename T>
+  std::span<const T> as() const {
+    return {reinterpret_cast<const T*>(data_), size_ / sizeof(T)};
+  }
+  // Returns this buffer if its data is aligned to `alignment`, else an aligned copy.
+  Buffer Aligned(size_t alignment) const;
+
+ private:
+  std::shared_ptr<const void> owner_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+struct Message {
+  Header header;
+  Buffer keys;        // num_keys uint64
+  Buffer values;      // num_values float
+  std::string body;   // control body (cereal) or error text
+
+  std::span<const uint64_t> key_span() const { return keys.as<uint64_t>(); }
+  std::span<const float> value_span() const { return values.as<float>(); }
+};
+
+// Bounds applied when decoding bytes from the network.
+struct WireLimits {
+  uint64_t max_keys = 64ull << 20;       // 64 M keys per message
+  uint64_t max_values = 512ull << 20;    // 512 M floats (2 GiB) per message
+  uint32_t max_dim = 1 << 16;
+  size_t max_body_bytes = 4 << 20;       // control bodies and error texts
+  bool verify_checksum = true;
+};
+
+// Encodes a header into its frame bytes.
+std::string EncodeHeader(const Header& header);
+// Decodes a header frame. InvalidArgument on wrong size, magic or version.
+Result<Header> DecodeHeader(const void* data, size_t size);
+
+// Checks a decoded message's counts against its payload frames and limits,
+// and the checksum when present. Returns the first problem found.
+Status ValidateMessage(const Message& msg, const WireLimits& limits);
+
+// XXH3 over keys then values (what Header::checksum carries).
+uint64_t PayloadChecksum(const Buffer& keys, const Buffer& values);
+
+// Builders for common messages; they fill counts and checksum.
+Message MakeDataMessage(MsgType type, int32_t sender, uint64_t request_id, int64_t round,
+                        uint32_t table_id, uint32_t dim, Buffer keys, Buffer values,
+                        bool checksum = true);
+Message MakeControlMessage(MsgType type, int32_t sender, uint64_t request_id, std::string body);
+Message MakeErrorMessage(int32_t sender, uint64_t request_id, const Status& status);
+Status StatusFromError(const Message& msg);
+
+}  // namespace phalanx

@@ -1,0 +1,24 @@
+#pragma once
+// Entry points of the three process roles, used by `phalanx scheduler|server|
+// worker`. Each builds its options from the job config, serves /metrics and
+// /status over HTTP when enabled, and runs until done or *stop is set.
+
+#include <atomic>
+#include <ostream>
+#include <string>
+
+#include "common/config.h"
+#include "common/status.h"
+
+namespace phalanx::launch {
+
+// Prints "PHX_ENDPOINT tcp://host:port" on `out` once bound, then serves.
+Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
+                    const std::atomic<bool>* stop);
+Status RunServer(const JobConfig& config, const std::string& scheduler, int rank,
+                 const std::atomic<bool>* stop);
+// Training progress goes to `out` (PHX_PROGRESS / PHX_RESULT lines).
+Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank,
+                 std::ostream& out, const std::atomic<bool>* stop);
+
+}  // namespace phalanx::launch

@@ -1,0 +1,88 @@
+#include "ps/internal/partition.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace phalanx::ps::internal {
+namespace {
+
+constexpr size_t kMinSlots = 16;
+[[noreturn]] void OutOfMemory(const char* what, size_t bytes) {
+  std::fprintf(stderr, "phalanx::ps: cannot map %zu bytes for the embedding %s\n", bytes, what);
+  std::abort();
+}
+
+}  // namespace
+
+Partition::Partition(size_t row_floats, size_t expected_rows)
+    : row_floats_(row_floats), row_bytes_(row_floats * sizeof(float)) {
+  const auto slots = static_cast<size_t>(std::ceil(static_cast<double>(expected_rows) / kMaxLoad));
+  Rehash(std::max(slots + 1, kMinSlots));
+  const size_t slab_bytes = std::max<size_t>(expected_rows, 1) * row_bytes_;
+  if (!slab_.Reserve(slab_bytes)) OutOfMemory("row slab", slab_bytes);
+}
+
+void Partition::GrowSlab() {
+  // Doubling the reservation costs only address space: pages are backed when
+  // a row is first written, and mremap moves no bytes.
+  const size_t want = std::max(slab_.capacity() * 2, (rows_ + 1) * row_bytes_);
+  if (!slab_.Reserve(want)) OutOfMemory("row slab", want);
+}
+
+void Partition::TooManyRows() {
+  std::fprintf(stderr, "phalanx::ps: a table partition exceeds %zu rows\n", kMaxRows);
+  std::abort();
+}
+
+void Partition::GrowIndex() {
+  const auto slots = static_cast<size_t>(std::ceil(static_cast<double>(rows_ + 1) / kGrowLoad));
+  Rehash(std::max(slots, capacity_ + 1));
+}
+
+void Partition::Rehash(size_t min_slots) {
+  MappedRegion fresh;
+  if (!fresh.Reserve(min_slots * sizeof(Slot))) OutOfMemory("index", min_slots * sizeof(Slot));
+  // Page rounding leaves room for more slots at no cost; use it.
+  const size_t capacity = fresh.capacity() / sizeof(Slot);
+  Slot* dst = reinterpret_cast<Slot*>(fresh.data());
+
+  // Batched and prefetched like the lookups: each insertion into the new
+  // index is a cache miss, so keep kAhead of them in flight.
+  constexpr size_t kAhead = 16;
+  struct Pending {
+    Slot slot;
+    size_t home;
+  };
+  Pending ring[kAhead];
+  size_t head = 0;
+  size_t count = 0;
+  auto place = [&](const Pending& p) {
+    size_t i = p.home;
+    while (dst[i].row_plus_one != 0) {
+      if (++i == capacity) i = 0;
+    }
+    dst[i] = p.slot;
+  };
+  const Slot* src = slots();
+  for (size_t j = 0; j < capacity_; ++j) {
+    if (src[j].row_plus_one == 0) continue;
+    if (count == kAhead) {
+      place(ring[head]);
+      head = (head + 1) % kAhead;
+      --count;
+    }
+    Pending p{src[j], Home(HashKey(src[j].key()), capacity)};
+    __builtin_prefetch(dst + p.home, 1);
+    ring[(head + count) % kAhead] = p;
+    ++count;
+  }
+  for (; count > 0; --count, head = (head + 1) % kAhead) place(ring[head]);
+
+  index_ = std::move(fresh);
+  capacity_ = capacity;
+  grow_at_ = std::min(static_cast<size_t>(static_cast<double>(capacity) * kMaxLoad), capacity - 1);
+}
+
+}  // namespace phalanx::ps::internal

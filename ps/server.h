@@ -1,0 +1,57 @@
+#pragma once
+// Server: one parameter-server shard process. It owns the embedding tables for
+// the key slots the scheduler assigned it and answers workers' pulls and
+// pushes over a ZeroMQ ROUTER socket.
+//
+// Synchronous mode (BSP): pushes for round t are collected per table from every
+// live worker, combined by the configured aggregator, applied by the table's
+// optimizer, and then pulls waiting for version t+1 are answered. A round also
+// closes when round_timeout_ms passes; the workers missing from it are
+// recorded. Asynchronous mode: each push is applied on arrival and its
+// staleness (server version minus the version the worker pulled) recorded.
+//
+// Threading: Run() owns the socket, the tables and all round state on the
+// calling thread (table updates fan out over TBB). StatusJson() is safe from
+// any thread.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aggregators/aggregator.h"
+#include "common/message.h"
+#include "common/status.h"
+#include "ps/table.h"
+
+namespace phalanx::ps {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;                  // 0 = any free port
+  int http_port = 0;             // advertised to the scheduler (the caller serves it)
+  std::string scheduler_endpoint;
+  int requested_rank = -1;
+  bool synchronous = true;
+  int round_timeout_ms = 30000;
+  int heartbeat_ms = 300;
+  int register_timeout_ms = 30000;
+  std::vector<TableOptions> tables;  // table_id must equal the index
+  aggregators::AggregatorOptions aggregator;
+  WireLimits limits;
+};
+
+class Server {
+ public:
+  // Binds the socket and registers with the scheduler (Unavailable /
+  // DeadlineExceeded when it cannot).
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options);
+  virtual ~Server() = default;
+  virtual int port() const = 0;
+  virtual int rank() const = 0;
+  // Serves until the scheduler says shut down or *stop becomes true.
+  virtual Status Run(const std::atomic<bool>* stop) = 0;
+  virtual std::string StatusJson() const = 0;
+};
+
+}  // namespace phalanx::ps

@@ -1,0 +1,86 @@
+#pragma once
+// Client: the worker's handle on the parameter servers, as small as ps-lite's
+// KVWorker: Pull and Push return a request id, Wait(id) blocks until every
+// shard involved answered. Keys are routed by slot to their owning server
+// (from the scheduler's cluster view); pull keys are deduplicated and push
+// gradients for repeated keys are summed.
+//
+// Threading: a Client and its sockets belong to the thread that created it.
+// Its MembershipClient runs its own heartbeat thread.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/control.h"
+#include "common/message.h"
+#include "common/status.h"
+
+namespace phalanx {
+class MembershipClient;
+}
+
+namespace phalanx::worker {
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  int http_port = 0;
+  std::string scheduler_endpoint;
+  int requested_rank = -1;
+  int heartbeat_ms = 300;
+  int register_timeout_ms = 30000;
+  int request_timeout_ms = 120000;
+  bool checksum = true;  // checksum payloads sent
+  WireLimits limits;
+};
+
+struct PullResult {
+  int64_t version = -1;  // smallest version among the shards that answered
+};
+
+class Client {
+ public:
+  // Registers with the scheduler, waits for the cluster view, connects to servers.
+  static Result<std::unique_ptr<Client>> Create(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  int32_t id() const;
+  int rank() const;
+  ClusterView view() const;
+  MembershipClient& membership() { return *membership_; }
+
+  // Starts a pull of `keys` (dim floats each) into out (keys.size() x dim,
+  // which must stay valid until Wait). In synchronous mode the servers answer
+  // once their version reaches min_version. Set keys_unique when the caller
+  // guarantees no duplicates (skips deduplication).
+  Result<uint64_t> PullAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
+                             int64_t min_version, float* out, bool keys_unique = false);
+  // Starts a push of gradient rows. With all_servers, shards that own none of
+  // the keys receive an empty push (so synchronous rounds know this worker is
+  // done). Payloads are copied, so the caller may reuse its buffers at once.
+  Result<uint64_t> PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
+                             const float* grads, int64_t round, bool all_servers);
+  // Blocks until request `id` completed on every shard; returns the first
+  // shard error, Unavailable if a shard died, DeadlineExceeded on timeout.
+  Status Wait(uint64_t id, PullResult* result = nullptr);
+
+  Status Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, int64_t min_version,
+              float* out, PullResult* result = nullptr, bool keys_unique = false);
+  Status Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, const float* grads,
+              int64_t round, bool all_servers = true);
+
+  // Tells the scheduler this worker is done.
+  void Leave();
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  MembershipClient* membership_ = nullptr;
+};
+
+}  // namespace phalanx::worker

@@ -1,0 +1,169 @@
+#include "worker/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+namespace phalanx::worker {
+
+using Clock = std::chrono::steady_clock;
+
+Trainer::Trainer(const TrainerOptions& options, Client* client, const Model* model,
+                 const Dataset* train, std::vector<size_t> shard, const Dataset* test,
+                 std::ostream* progress)
+    : options_(options),
+      client_(client),
+      model_(model),
+      train_(train),
+      shard_(std::move(shard)),
+      test_(test),
+      progress_(progress) {
+  uint64_t rows = DenseRows(model_->dense_size(), options_.dense_row_dim);
+  dense_keys_.resize(rows);
+  std::iota(dense_keys_.begin(), dense_keys_.end(), 0);
+  dense_.assign(rows * options_.dense_row_dim, 0.0f);
+  dense_grad_.assign(rows * options_.dense_row_dim, 0.0f);
+}
+
+Status Trainer::PullDense(int64_t min_version, int64_t* version) {
+  PullResult r;
+  PHX_RETURN_IF_ERROR(client_->Pull(kDenseTable, dense_keys_, options_.dense_row_dim, min_version,
+                                    dense_.data(), &r, /*keys_unique=*/true));
+  *version = r.version;
+  return Status::Ok();
+}
+
+Status Trainer::PullRows(std::span<const uint64_t> keys, int64_t min_version, SparseRows* rows,
+                         int64_t* version) {
+  uint32_t dim = static_cast<uint32_t>(model_->embedding_dim());
+  rows->keys.assign(keys.begin(), keys.end());
+  rows->values.resize(keys.size() * dim);
+  PullResult r;
+  PHX_RETURN_IF_ERROR(client_->Pull(kEmbeddingTable, rows->keys, dim, min_version,
+                                    rows->values.data(), &r, /*keys_unique=*/true));
+  *version = r.version;
+  return Status::Ok();
+}
+
+Result<double> Trainer::Evaluate(int64_t min_version) {
+  int64_t v = 0;
+  PHX_RETURN_IF_ERROR(PullDense(min_version, &v));
+  SparseRows rows;
+  if (model_->embedding_dim() > 0) {
+    std::vector<size_t> all(test_->size());
+    std::iota(all.begin(), all.end(), 0);
+    std::vector<uint64_t> keys = model_->SparseKeys(*test_, all);
+    PHX_RETURN_IF_ERROR(PullRows(keys, min_version, &rows, &v));
+  }
+  return Accuracy(*model_, *test_, dense_.data(), rows);
+}
+
+Status Trainer::Run(double* final_accuracy) {
+  if (shard_.empty()) return FailedPrecondition("this worker's data shard is empty");
+  const bool sparse = model_->embedding_dim() > 0;
+  const uint32_t emb_dim = static_cast<uint32_t>(model_->embedding_dim());
+  std::mt19937_64 rng(options_.seed * 7919 + static_cast<uint64_t>(client_->rank()));
+  std::vector<size_t> order = shard_;
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t cursor = 0;
+  std::vector<size_t> batch;
+  SparseRows rows;
+  std::vector<float> sparse_grad;
+  int64_t dense_version = -1, sparse_version = -1;
+  double loss_sum = 0;
+  int loss_count = 0;
+  uint64_t rows_moved = 0;
+  int errors = 0;
+  auto start = Clock::now();
+  auto last_log = start;
+  uint64_t rows_at_last_log = 0;
+
+  for (int step = 0; step < options_.rounds; ++step) {
+    batch.clear();
+    for (int i = 0; i < options_.batch_size; ++i) {
+      if (cursor == order.size()) {
+        std::shuffle(order.begin(), order.end(), rng);
+        cursor = 0;
+      }
+      batch.push_back(order[cursor++]);
+    }
+    // Sync: wait for the round after the one we last pushed.
+    int64_t want_dense = options_.synchronous ? dense_version + 1 : 0;
+    PHX_RETURN_IF_ERROR(PullDense(want_dense, &dense_version).WithContext("pulling dense rows"));
+    rows_moved += dense_keys_.size();
+    if (sparse) {
+      std::vector<uint64_t> keys = model_->SparseKeys(*train_, batch);
+      int64_t want = options_.synchronous ? sparse_version + 1 : 0;
+      PHX_RETURN_IF_ERROR(PullRows(keys, want, &rows, &sparse_version)
+                              .WithContext("pulling embedding rows"));
+      sparse_grad.assign(rows.keys.size() * emb_dim, 0.0f);
+      rows_moved += keys.size();
+    }
+    std::fill(dense_grad_.begin(), dense_grad_.end(), 0.0f);
+    float loss = model_->LossAndGradient(*train_, batch, dense_.data(), rows, dense_grad_.data(),
+                                         sparse ? sparse_grad.data() : nullptr);
+    loss_sum += loss;
+    loss_count++;
+    // Issue both pushes, then wait for both: the shards work on them in parallel.
+    PHX_ASSIGN_OR_RETURN(uint64_t dense_push,
+                         client_->PushAsync(kDenseTable, dense_keys_, options_.dense_row_dim,
+                                            dense_grad_.data(), dense_version, true));
+    uint64_t sparse_push = 0;
+    if (sparse) {
+      PHX_ASSIGN_OR_RETURN(sparse_push,
+                           client_->PushAsync(kEmbeddingTable, rows.keys, emb_dim,
+                                              sparse_grad.data(), sparse_version, true));
+    }
+    for (uint64_t id : {dense_push, sparse_push}) {
+      if (id == 0) continue;
+      Status s = client_->Wait(id);
+      if (!s.ok()) {
+        // A push for a closed round or one dropped for NaN is not fatal: the
+        // next pull realigns this worker with the servers' version.
+        if (s.code() == StatusCode::kAborted || s.code() == StatusCode::kInvalidArgument ||
+            s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kAlreadyExists) {
+          if (++errors <= 5) spdlog::warn("worker {}: push: {}", client_->rank(), s.ToString());
+        } else {
+          return s.WithContext("pushing gradients");
+        }
+      }
+    }
+    rows_moved += dense_keys_.size() + rows.keys.size();
+
+    bool last = step + 1 == options_.rounds;
+    if ((step + 1) % options_.log_every == 0 || last) {
+      auto now = Clock::now();
+      double dt = std::chrono::duration<double>(now - last_log).count();
+      nlohmann::json j;
+      j["rank"] = client_->rank();
+      j["round"] = step + 1;
+      j["version"] = dense_version;
+      j["loss"] = loss_sum / std::max(1, loss_count);
+      j["wall"] = std::chrono::duration<double>(now - start).count();
+      j["rows_per_s"] = dt > 0 ? static_cast<double>(rows_moved - rows_at_last_log) / dt : 0.0;
+      if (options_.evaluate && ((step + 1) % options_.eval_every == 0 || last)) {
+        // Evaluate on the model after this round closed.
+        int64_t want = options_.synchronous ? dense_version + 1 : 0;
+        auto acc = Evaluate(want);
+        if (!acc.ok()) return acc.status().WithContext("evaluating");
+        // Re-pulled rows shift the version we read; keep the training one.
+        j["test_accuracy"] = *acc;
+        if (last && final_accuracy) *final_accuracy = *acc;
+        if (options_.synchronous) dense_version = want - 1;
+      }
+      *progress_ << "PHX_PROGRESS " << j.dump() << std::endl;
+      loss_sum = 0;
+      loss_count = 0;
+      last_log = now;
+      rows_at_last_log = rows_moved;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace phalanx::worker

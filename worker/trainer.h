@@ -1,0 +1,72 @@
+#pragma once
+// Trainer: the worker's training loop. Each step pulls the parameters it needs
+// (the dense rows and, for sparse models, the embedding rows of the batch),
+// computes the batch gradient with the model, and pushes it. In synchronous
+// mode step t waits for the servers' version t; in asynchronous mode pulls
+// are answered at once and pushes carry the version they were computed from.
+// Worker 0 also evaluates test accuracy every eval_every steps.
+//
+// Progress goes to `progress` as one JSON object per line, prefixed with
+// "PHX_PROGRESS " (the launcher reads these); the final line is "PHX_RESULT ".
+// Threading: runs on the caller's thread, which must own the Client.
+
+#include <cstdint>
+#include <functional>
+#include <ostream>
+#include <string>
+
+#include "common/status.h"
+#include "worker/client.h"
+#include "worker/dataset.h"
+#include "worker/model.h"
+
+namespace phalanx::worker {
+
+inline constexpr uint32_t kDenseTable = 0;
+inline constexpr uint32_t kEmbeddingTable = 1;
+
+struct TrainerOptions {
+  bool synchronous = true;
+  int rounds = 100;
+  int batch_size = 64;
+  int eval_every = 100;
+  int log_every = 10;
+  uint64_t seed = 1;
+  uint32_t dense_row_dim = 256;
+  // Evaluate on the test set (worker 0 by default).
+  bool evaluate = false;
+};
+
+// Number of dense rows holding `dense_size` parameters.
+inline uint64_t DenseRows(size_t dense_size, uint32_t row_dim) {
+  return (dense_size + row_dim - 1) / row_dim;
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainerOptions& options, Client* client, const Model* model,
+          const Dataset* train, std::vector<size_t> shard, const Dataset* test,
+          std::ostream* progress);
+  // Runs all rounds. Returns the final test accuracy (when evaluating) in
+  // *final_accuracy. Fails on a lost cluster or a persistent server error.
+  Status Run(double* final_accuracy = nullptr);
+
+ private:
+  Status PullDense(int64_t min_version, int64_t* version);
+  Status PullRows(std::span<const uint64_t> keys, int64_t min_version, SparseRows* rows,
+                  int64_t* version);
+  Result<double> Evaluate(int64_t min_version);
+
+  TrainerOptions options_;
+  Client* client_;
+  const Model* model_;
+  const Dataset* train_;
+  std::vector<size_t> shard_;
+  const Dataset* test_;
+  std::ostream* progress_;
+  std::vector<uint64_t> dense_keys_;
+  std::vector<float> dense_;
+  std::vector<float> dense_grad_;
+};
+
+}  // namespace phalanx::worker
