@@ -17,17 +17,14 @@ Status CheckHonest(const Eigen::MatrixXd& honest, int min_cols, const std::strin
 // Inverse standard normal CDF: Acklam's rational approximation, refined by
 // one Halley step on erfc (accurate to ~1e-15).
 double NormalQuantile(double p) {
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
-                             -2.759285104469687e+02, 1.383577518672690e+02,
-                             -3.066479806614716e+01, 2.506628277459239e+00};
-  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
-                             -1.556989798598866e+02, 6.680131188771972e+01,
-                             -1.328068155288572e+01};
-  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
-                             -2.400758277161838e+00, -2.549732539343734e+00,
-                             4.374664141464968e+00,  2.938163982698783e+00};
-  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                             2.445134137142996e+00, 3.754408661907416e+00};
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01, -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
   double x;
   if (p < 0.02425) {
     const double q = std::sqrt(-2 * std::log(p));
@@ -126,14 +123,13 @@ Result<double> AlieZMax(int n_total, int f) {
   const int s = n_total / 2 + 1 - f;
   const double p = static_cast<double>(n_total - s) / n_total;
   if (n_total < 1 || !(p > 0 && p < 1)) {
-    return InvalidArgument("a-little-is-enough: z_max undefined for n=" +
-                           std::to_string(n_total) + ", f=" + std::to_string(f));
+    return InvalidArgument("a-little-is-enough: z_max undefined for n=" + std::to_string(n_total) +
+                           ", f=" + std::to_string(f));
   }
   return NormalQuantile(p);
 }
 
-Result<Eigen::VectorXd> InnerProductManipulationAttack(const Eigen::MatrixXd& honest,
-                                                       double tau) {
+Result<Eigen::VectorXd> InnerProductManipulationAttack(const Eigen::MatrixXd& honest, double tau) {
   PHX_RETURN_IF_ERROR(CheckHonest(honest, 1, "inner-product-manipulation"));
   return Eigen::VectorXd(-tau * honest.rowwise().mean());
 }
@@ -174,8 +170,7 @@ Result<Eigen::VectorXd> OptimalALittleIsEnoughAttack(const Eigen::MatrixXd& hone
   return ALittleIsEnoughAttack(honest, tau);
 }
 
-Result<Eigen::VectorXd> OptimalInnerProductManipulationAttack(const Eigen::MatrixXd& honest,
-                                                              int f,
+Result<Eigen::VectorXd> OptimalInnerProductManipulationAttack(const Eigen::MatrixXd& honest, int f,
                                                               const ServerAggregate& server,
                                                               const LineSearchOptions& options,
                                                               double* tau_opt) {

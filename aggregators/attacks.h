@@ -52,8 +52,7 @@ Result<Eigen::VectorXd> OptimalALittleIsEnoughAttack(const Eigen::MatrixXd& hone
                                                      const ServerAggregate& server,
                                                      const LineSearchOptions& options,
                                                      double* tau_opt = nullptr);
-Result<Eigen::VectorXd> OptimalInnerProductManipulationAttack(const Eigen::MatrixXd& honest,
-                                                              int f,
+Result<Eigen::VectorXd> OptimalInnerProductManipulationAttack(const Eigen::MatrixXd& honest, int f,
                                                               const ServerAggregate& server,
                                                               const LineSearchOptions& options,
                                                               double* tau_opt = nullptr);

@@ -107,8 +107,7 @@ FlagIterate FlagMeanStep(const Eigen::MatrixXd& khat, const Eigen::MatrixXd& z,
 
 // FA on X = [G | E]: gram is its (p+k) x (p+k) Gram matrix, E spans the
 // initial subspace (any basis: only Y0 Y0ᵀ matters). Returns the plan.
-Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k,
-                              const FlagParams& params) {
+Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k, const FlagParams& params) {
   const int r = params.r > 0 ? params.r : (p + 2) / 2;
   Eigen::VectorXd norms(p);
   for (int i = 0; i < p; ++i) norms[i] = std::max(std::sqrt(gram(i, i)), params.norm_eps);

@@ -62,8 +62,7 @@ uint64_t SplitMix64(uint64_t x) {
 }
 
 template <typename G>
-Result<Eigen::VectorXd> ApplyImpl(const GramPlan& plan, const G& gradients,
-                                  const SliceD& extras) {
+Result<Eigen::VectorXd> ApplyImpl(const GramPlan& plan, const G& gradients, const SliceD& extras) {
   const Eigen::Index rows = gradients.rows();
   const Eigen::Index n = gradients.cols();
   const Eigen::Index k = extras.cols();
@@ -87,7 +86,11 @@ Result<Eigen::VectorXd> ApplyImpl(const GramPlan& plan, const G& gradients,
       const Eigen::Index len = std::min(kChunkRows, rows - b);
       out.segment(b, len).noalias() =
           gradients.middleRows(b, len).template cast<double>() * c.head(n);
-      if (k > 0) out.segment(b, len).noalias() += extras.middleRows(b, len) * c.tail(k);
+      // Skip the extra columns when unused (flag's initial subspace almost
+      // always is): they may be as large as the gradients.
+      if (k > 0 && !c.tail(k).isZero(0.0)) {
+        out.segment(b, len).noalias() += extras.middleRows(b, len) * c.tail(k);
+      }
     });
     return out;
   }
@@ -98,8 +101,7 @@ Result<Eigen::VectorXd> ApplyImpl(const GramPlan& plan, const G& gradients,
 
 }  // namespace
 
-Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, const SliceD& extras,
-                                    bool parallel) {
+Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, const SliceD& extras, bool parallel) {
   if (extras.cols() > 0 && extras.rows() != gradients.rows()) {
     return InvalidArgument("PartialGram: extras have " + std::to_string(extras.rows()) +
                            " rows, gradients " + std::to_string(gradients.rows()));
@@ -112,8 +114,7 @@ Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, bool parallel) {
   return GramImpl(gradients, none, parallel);
 }
 
-Result<Eigen::MatrixXd> PartialGram(const SliceD& gradients, const SliceD& extras,
-                                    bool parallel) {
+Result<Eigen::MatrixXd> PartialGram(const SliceD& gradients, const SliceD& extras, bool parallel) {
   if (extras.cols() > 0 && extras.rows() != gradients.rows()) {
     return InvalidArgument("PartialGram: extras have " + std::to_string(extras.rows()) +
                            " rows, gradients " + std::to_string(gradients.rows()));

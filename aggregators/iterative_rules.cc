@@ -65,9 +65,8 @@ class GeometricMedian final : public Aggregator {
       const Eigen::VectorXd beta = dist.cwiseMax(nu_).cwiseInverse();
       const Eigen::VectorXd next = beta / beta.sum();
       const Eigen::VectorXd step = next - c;
-      const bool done =
-          tol_ > 0 && std::sqrt(std::max(0.0, step.dot(gram * step))) <=
-                          tol_ * std::sqrt(std::max(0.0, next.dot(gram * next)));
+      const bool done = tol_ > 0 && std::sqrt(std::max(0.0, step.dot(gram * step))) <=
+                                        tol_ * std::sqrt(std::max(0.0, next.dot(gram * next)));
       c = next;
       if (done) break;
     }

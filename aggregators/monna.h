@@ -19,9 +19,9 @@ struct MonnaRoundInput {
   // For each honest node, the honest nodes whose half-step models it
   // received, its own index last (it is the NNA pivot).
   std::vector<std::vector<int>> received;
-  int f = 0;           // Byzantine models each node also receives
-  double beta = 0.9;   // momentum (and dampening) factor
-  double lr = 0.1;     // gamma_t
+  int f = 0;              // Byzantine models each node also receives
+  double beta = 0.9;      // momentum (and dampening) factor
+  double lr = 0.1;        // gamma_t
   double alie_tau = 1.5;  // the Byzantine models are ALIE(tau) of all half-steps
 };
 
@@ -29,7 +29,7 @@ struct MonnaRoundOutput {
   Eigen::MatrixXd momentum;         // m' = beta m + (1 - beta) g
   Eigen::MatrixXd half_step_theta;  // theta - lr m'
   Eigen::VectorXd byzantine_vector;
-  Eigen::MatrixXd theta_next;       // NNA_f(received + f Byzantine; pivot own)
+  Eigen::MatrixXd theta_next;  // NNA_f(received + f Byzantine; pivot own)
 };
 
 // InvalidArgument on shape mismatches, bad indices, or too few received

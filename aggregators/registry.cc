@@ -73,9 +73,18 @@ Result<std::unique_ptr<Aggregator>> CreateBase(const std::string& name,
 }  // namespace
 
 std::vector<std::string> AggregatorNames() {
-  return {"mean",        "median", "trimmed-mean",     "meamed",
-          "krum",        "multi-krum", "geometric-median", "centered-clipping",
-          "mda",         "bulyan", "nna",              "monna",
+  return {"mean",
+          "median",
+          "trimmed-mean",
+          "meamed",
+          "krum",
+          "multi-krum",
+          "geometric-median",
+          "centered-clipping",
+          "mda",
+          "bulyan",
+          "nna",
+          "monna",
           "flag"};
 }
 

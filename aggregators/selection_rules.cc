@@ -170,8 +170,8 @@ class MonnaPivot final : public DistanceRule {
   Status Validate(int n) const override {
     PHX_RETURN_IF_ERROR(RequireTwoFLessThanN("monna", n, f_));
     if (idx_ >= n) {
-      return InvalidArgument("monna: pivot idx=" + std::to_string(idx_) + " >= n=" +
-                             std::to_string(n));
+      return InvalidArgument("monna: pivot idx=" + std::to_string(idx_) +
+                             " >= n=" + std::to_string(n));
     }
     return Status::Ok();
   }

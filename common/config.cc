@@ -144,7 +144,8 @@ Status Validate(const JobConfig& c) {
   if (cl.heartbeat_ms <= 0 || cl.heartbeat_timeout_ms <= cl.heartbeat_ms) {
     return InvalidArgument("cluster.heartbeat_timeout_ms must exceed cluster.heartbeat_ms > 0");
   }
-  if (cl.register_timeout_ms <= 0 || cl.round_timeout_ms <= 0 || cl.request_timeout_ms <= 0) {
+  if (cl.register_timeout_ms <= 0 || cl.round_timeout_ms <= 0 || cl.request_timeout_ms <= 0 ||
+      cl.formation_timeout_ms <= 0) {
     return InvalidArgument("cluster timeouts must be positive");
   }
   const auto& d = c.data;
@@ -222,6 +223,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("heartbeat_ms", &x.heartbeat_ms);
     r.Read("heartbeat_timeout_ms", &x.heartbeat_timeout_ms);
     r.Read("register_timeout_ms", &x.register_timeout_ms);
+    r.Read("formation_timeout_ms", &x.formation_timeout_ms);
     r.Read("round_timeout_ms", &x.round_timeout_ms);
     r.Read("request_timeout_ms", &x.request_timeout_ms);
     r.Read("tolerate_worker_failures", &x.tolerate_worker_failures);

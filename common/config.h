@@ -22,6 +22,7 @@ struct ClusterConfig {
   int heartbeat_ms = 300;
   int heartbeat_timeout_ms = 3000;  // a node silent this long is dead
   int register_timeout_ms = 30000;  // give up reaching the scheduler after this
+  int formation_timeout_ms = 300000;  // wait this long for every node to register
   int round_timeout_ms = 30000;     // sync: close a round without missing workers
   int request_timeout_ms = 120000;  // worker pull/push deadline
   bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies

@@ -69,7 +69,9 @@ json RowsJson(const Eigen::MatrixXd& m) {
   return rows;
 }
 
-json VectorJson(const Eigen::VectorXd& v) { return std::vector<double>(v.data(), v.data() + v.size()); }
+json VectorJson(const Eigen::VectorXd& v) {
+  return std::vector<double>(v.data(), v.data() + v.size());
+}
 
 const json& Member(const json& obj, const std::string& key) {
   static const json kNull;
@@ -95,11 +97,16 @@ Result<agg::AggregatorOptions> OptionsFromByzfl(const std::string& name, const j
   agg::AggregatorOptions o;
   o.f = IntOr(params, "f", 0);
   static const std::map<std::string, std::string> kNames = {
-      {"Average", "mean"},    {"Median", "median"},
-      {"TrMean", "trimmed-mean"}, {"Meamed", "meamed"},
-      {"Krum", "krum"},       {"MultiKrum", "multi-krum"},
-      {"GeometricMedian", "geometric-median"}, {"CenteredClipping", "centered-clipping"},
-      {"MDA", "mda"},         {"MoNNA", "monna"},
+      {"Average", "mean"},
+      {"Median", "median"},
+      {"TrMean", "trimmed-mean"},
+      {"Meamed", "meamed"},
+      {"Krum", "krum"},
+      {"MultiKrum", "multi-krum"},
+      {"GeometricMedian", "geometric-median"},
+      {"CenteredClipping", "centered-clipping"},
+      {"MDA", "mda"},
+      {"MoNNA", "monna"},
       {"Bulyan", "bulyan"}};
   auto it = kNames.find(name);
   if (it != kNames.end()) {
@@ -224,7 +231,8 @@ Result<agg::ServerAggregate> ServerFromByzfl(const json& params) {
     pre.push_back({"Clipping", 2.0});  // ByzFL's default pre_agg_list
   } else if (list.is_array()) {
     for (const json& p : list) {
-      const std::string pname = Member(p, "name").is_string() ? Member(p, "name").get<std::string>() : "";
+      const std::string pname =
+          Member(p, "name").is_string() ? Member(p, "name").get<std::string>() : "";
       const json& pp = Member(p, "parameters");
       if (pname == "NNM") {
         pre.push_back({pname, static_cast<double>(IntOr(pp, "f", 0))});
@@ -269,16 +277,16 @@ Result<json> RunAttackCase(const json& doc) {
   } else if (attack == "ALittleIsEnough") {
     PHX_ASSIGN_OR_RETURN(byz, agg::ALittleIsEnoughAttack(honest, NumberOr(params, "tau", 1.5)));
   } else if (attack == "InnerProductManipulation") {
-    PHX_ASSIGN_OR_RETURN(byz, agg::InnerProductManipulationAttack(honest, NumberOr(params, "tau", 2.0)));
+    PHX_ASSIGN_OR_RETURN(byz,
+                         agg::InnerProductManipulationAttack(honest, NumberOr(params, "tau", 2.0)));
   } else if (attack == "Mimic") {
     PHX_ASSIGN_OR_RETURN(byz, agg::MimicAttack(honest, IntOr(params, "epsilon", 0)));
   } else if (attack == "Gaussian") {
-    const uint64_t seed = static_cast<uint64_t>(
-        NumberOr(meta, "numpy_legacy_seed", NumberOr(meta, "seed", 1.0)));
+    const uint64_t seed =
+        static_cast<uint64_t>(NumberOr(meta, "numpy_legacy_seed", NumberOr(meta, "seed", 1.0)));
     byz = agg::GaussianAttack(honest.rows(), NumberOr(params, "mu", 0.0),
                               NumberOr(params, "sigma", 1.0), seed);
-  } else if (attack == "Optimal_ALittleIsEnough" ||
-             attack == "Optimal_InnerProductManipulation") {
+  } else if (attack == "Optimal_ALittleIsEnough" || attack == "Optimal_InnerProductManipulation") {
     PHX_ASSIGN_OR_RETURN(const agg::ServerAggregate server, ServerFromByzfl(params));
     agg::LineSearchOptions ls;
     ls.evals = IntOr(params, "evals", ls.evals);

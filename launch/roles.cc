@@ -89,9 +89,10 @@ Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
   o.expected_workers = config.cluster.workers;
   o.num_slots = config.cluster.num_slots;
   o.heartbeat_timeout_ms = config.cluster.heartbeat_timeout_ms;
-  o.formation_timeout_ms = config.cluster.register_timeout_ms * 2;
+  o.formation_timeout_ms = config.cluster.formation_timeout_ms;
   PHX_ASSIGN_OR_RETURN(auto sched, scheduler::Scheduler::Create(o));
   PHX_ASSIGN_OR_RETURN(auto http, StartHttp(config, [&] { return sched->StatusJson(); }));
+  if (http) out << "PHX_HTTP " << http->port() << std::endl;
   out << "PHX_ENDPOINT " << sched->endpoint() << std::endl;
   if (http) spdlog::info("scheduler: http on port {}", http->port());
   return sched->Run(stop);
@@ -114,6 +115,7 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.round_timeout_ms = config.cluster.round_timeout_ms;
   o.heartbeat_ms = config.cluster.heartbeat_ms;
   o.register_timeout_ms = config.cluster.register_timeout_ms;
+  o.formation_timeout_ms = config.cluster.formation_timeout_ms;
   ps::TableOptions dense;
   dense.table_id = worker::kDenseTable;
   dense.dim = static_cast<uint32_t>(config.tables.dense_row_dim);
@@ -161,6 +163,7 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   co.requested_rank = rank;
   co.heartbeat_ms = config.cluster.heartbeat_ms;
   co.register_timeout_ms = config.cluster.register_timeout_ms;
+  co.formation_timeout_ms = config.cluster.formation_timeout_ms;
   co.request_timeout_ms = config.cluster.request_timeout_ms;
   PHX_ASSIGN_OR_RETURN(auto client, worker::Client::Create(co));
   {

@@ -98,7 +98,7 @@ class ServerImpl final : public Server {
     mo.heartbeat_ms = options_.heartbeat_ms;
     mo.register_timeout_ms = options_.register_timeout_ms;
     PHX_ASSIGN_OR_RETURN(membership_, MembershipClient::Start(mo));
-    auto view = membership_->WaitForView(1, options_.register_timeout_ms);
+    auto view = membership_->WaitForView(1, options_.formation_timeout_ms);
     if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");
     view_ = *view;
     spdlog::info("server rank {} (id {}) serving {} on {}", membership_->rank(),

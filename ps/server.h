@@ -36,6 +36,7 @@ struct ServerOptions {
   int round_timeout_ms = 30000;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
+  int formation_timeout_ms = 300000;  // for every node to register
   std::vector<TableOptions> tables;  // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
   WireLimits limits;

@@ -149,7 +149,7 @@ Result<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
   mo.heartbeat_ms = options.heartbeat_ms;
   mo.register_timeout_ms = options.register_timeout_ms;
   PHX_ASSIGN_OR_RETURN(impl->membership, MembershipClient::Start(mo));
-  auto view = impl->membership->WaitForView(1, options.register_timeout_ms);
+  auto view = impl->membership->WaitForView(1, options.formation_timeout_ms);
   if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");
   PHX_RETURN_IF_ERROR(impl->RefreshView());
   return std::unique_ptr<Client>(new Client(std::move(impl)));

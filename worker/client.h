@@ -31,6 +31,7 @@ struct ClientOptions {
   int requested_rank = -1;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
+  int formation_timeout_ms = 300000;  // for every node to register
   int request_timeout_ms = 120000;
   bool checksum = true;  // checksum payloads sent
   WireLimits limits;

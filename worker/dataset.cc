@@ -48,11 +48,12 @@ Result<Dataset> LoadFashionSplit(const std::string& dir, const std::string& spli
   PHX_ASSIGN_OR_RETURN(IdxArray labels, LoadIdx(dir, labels_base, 1));
   const size_t n = images.dims[0];
   if (labels.dims[0] != n) {
-    return DataLoss("Fashion-MNIST " + split + ": " + std::to_string(n) + " images but " +
-                    std::to_string(labels.dims[0]) + " labels in " + dir);
+    return DataLoss("Fashion-MNIST " + split + ": " + std::to_string(n) + " images in " +
+                    images.path + " but " + std::to_string(labels.dims[0]) + " labels in " +
+                    labels.path);
   }
   if (images.dims[1] == 0 || images.dims[2] == 0) {
-    return DataLoss("Fashion-MNIST " + split + ": empty image dimensions in " + dir);
+    return DataLoss("Fashion-MNIST " + split + ": empty image dimensions in " + images.path);
   }
   constexpr size_t kClasses = 10;
   Dataset out;
@@ -63,7 +64,8 @@ Result<Dataset> LoadFashionSplit(const std::string& dir, const std::string& spli
   for (size_t i = 0; i < n; ++i) {
     if (labels.data[i] >= kClasses) {
       return DataLoss("Fashion-MNIST " + split + ": label " + std::to_string(labels.data[i]) +
-                      " of example " + std::to_string(i) + " is not in [0, 10) in " + dir);
+                      " of example " + std::to_string(i) + " is not in [0, 10) in " +
+                      labels.path);
     }
     out.labels[i] = labels.data[i];
   }

@@ -232,9 +232,8 @@ double MedianInPlace(std::vector<double>& v) {
 }  // namespace
 
 Eigen::VectorXd CoordinateMedian(const Eigen::MatrixXd& x) {
-  return PerCoordinate(x, [](std::vector<double>& v, std::vector<int>&) {
-    return MedianInPlace(v);
-  });
+  return PerCoordinate(x,
+                       [](std::vector<double>& v, std::vector<int>&) { return MedianInPlace(v); });
 }
 
 Eigen::VectorXd CoordinateTrimmedMean(const Eigen::MatrixXd& x, int f) {

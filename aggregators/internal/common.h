@@ -32,8 +32,7 @@ Eigen::MatrixXd SquaredDistancesFromGram(const Eigen::MatrixXd& gram, int n);
 // ByzFL Krum scores of the candidates `rows` (indices into d2): for each row,
 // the mean of its `neighbours` smallest squared distances to the other
 // candidates (the self distance is dropped as the first sorted entry).
-Eigen::VectorXd KrumScores(const Eigen::MatrixXd& d2, const std::vector<int>& rows,
-                           int neighbours);
+Eigen::VectorXd KrumScores(const Eigen::MatrixXd& d2, const std::vector<int>& rows, int neighbours);
 
 // NNM mixing matrix (n x n): column i averages the n - f columns nearest to
 // column i (including i), ties by (distance, index). neighbours, if not null,

@@ -43,8 +43,7 @@ Result<std::unique_ptr<Aggregator>> MakeBulyan(int f, ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeGeometricMedian(ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeCenteredClipping(const AggregatorOptions& options,
                                                          ParamReader& params);
-Result<std::unique_ptr<Aggregator>> MakeFlag(const AggregatorOptions& options,
-                                             ParamReader& params);
+Result<std::unique_ptr<Aggregator>> MakeFlag(const AggregatorOptions& options, ParamReader& params);
 // NNM(f) followed by `inner`; display name e.g. "nnm+krum" or "nna".
 std::unique_ptr<Aggregator> MakeNnmPipeline(std::string name, int f,
                                             std::unique_ptr<Aggregator> inner);

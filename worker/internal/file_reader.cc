@@ -74,6 +74,7 @@ Result<IdxArray> ParseIdx(std::vector<uint8_t> bytes, size_t expected_rank,
     return DataLoss(path + ": truncated IDX header");
   }
   IdxArray out;
+  out.path = path;
   uint64_t count = 1;
   for (size_t d = 0; d < expected_rank; ++d) {
     const uint32_t dim = be32(4 + 4 * d);

@@ -18,6 +18,7 @@ Result<std::vector<uint8_t>> ReadMaybeGzipFile(const std::string& path);
 // A parsed IDX file of unsigned bytes: dims (big-endian on disk) and the data
 // that follows the header.
 struct IdxArray {
+  std::string path;  // where it was read from, for error messages
   std::vector<uint32_t> dims;
   std::vector<uint8_t> data;  // product(dims) bytes
 };

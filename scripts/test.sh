@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds (Release, tests and
+# benchmarks), runs (when PHX_SANITIZE_TESTS=1, the default under CI) an
+# ASan+UBSan build of the core libraries' unit tests, then every unit and
+# integration test with ctest (its summary is the last thing printed).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+scripts/setup.sh
+scripts/build.sh
+if [ "${PHX_SANITIZE_TESTS:-${CI:+1}}" = "1" ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer: core libraries' unit tests"
+  if [ ! -f build-asan/build.ninja ]; then
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPHX_SANITIZE=address,undefined -DPHX_BUILD_BENCH=OFF
+  fi
+  ninja -C build-asan common_test ps_test aggregators_test worker_test
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  for t in common_test ps_test aggregators_test worker_test; do
+    echo "-- $t (asan+ubsan)"
+    build-asan/tests/$t --gtest_brief=1
+  done
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+echo "== unit and integration tests"
+ctest --test-dir build --output-on-failure -j2 --timeout 900
