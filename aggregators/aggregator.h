@@ -42,10 +42,10 @@ struct AggregatorOptions {
   // Seed for rules with a random part (flag's initial subspace).
   uint64_t seed = 1;
   // Centered clipping: initial centre (d-vector). Empty means the zero vector.
-  Eigen::VectorXd center;
+  Eigen::VectorXd center = {};
   // Flag: injected initial subspace Y0 (d x r, orthonormal columns), the test
   // hook of specs/flag-aggregator.md §6. Empty means the seeded default.
-  Eigen::MatrixXd initial_subspace;
+  Eigen::MatrixXd initial_subspace = {};
 };
 
 // What the coordinator sends back to every shard in phase 2. Let X = [G | E]

@@ -387,6 +387,13 @@ int main(int argc, char** argv) {
               per_row <= bound ? "within bound" : "OVER BOUND");
   std::printf("  ours RSS growth       %6.1f B\n", static_cast<double>(ours_rss) / cfg.rows);
   std::printf("  unordered_map RSS     %6.1f B\n", static_cast<double>(naive_rss) / cfg.rows);
+  double load[1] = {0};
+  if (getloadavg(load, 1) == 1) {
+    std::printf(
+        "load average %.1f on %ld CPUs: other tenants share caches and DRAM, so compare\n"
+        "rows of this run with each other, not with other runs\n",
+        load[0], sysconf(_SC_NPROCESSORS_ONLN));
+  }
   std::printf("(checksum %g)\n", static_cast<double>(sink));
   return 0;
 }

@@ -23,6 +23,8 @@ const char* MsgTypeName(MsgType type) {
     case MsgType::kPush: return "Push";
     case MsgType::kPushAck: return "PushAck";
     case MsgType::kError: return "Error";
+    case MsgType::kGramPartial: return "GramPartial";
+    case MsgType::kGramPlan: return "GramPlan";
   }
   return "Unknown";
 }
@@ -48,6 +50,8 @@ bool KnownType(uint8_t t) {
     case MsgType::kPush:
     case MsgType::kPushAck:
     case MsgType::kError:
+    case MsgType::kGramPartial:
+    case MsgType::kGramPlan:
       return true;
     default:
       return false;

@@ -41,6 +41,9 @@ enum class MsgType : uint8_t {
   kPush = 22,          // keys + values; round = sync round or version pulled (async)
   kPushAck = 23,       // round = version after apply (async) or round accepted
   kError = 30,         // status_code + body: error message
+  // server <-> server (the round coordinator)
+  kGramPartial = 40,   // round, table_id; body: ps::internal::GramPartial
+  kGramPlan = 41,      // round, table_id; body: ps::internal::RoundPlan
 };
 
 const char* MsgTypeName(MsgType type);

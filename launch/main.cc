@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "common/config.h"
+#include "launch/aggregate_case.h"
 #include "launch/local_launcher.h"
 #include "launch/roles.h"
 
@@ -88,6 +89,15 @@ int main(int argc, char** argv) {
       ->required();
   local->add_flag("--quiet", quiet, "no progress line");
 
+  auto* aggregate = app.add_subcommand(
+      "aggregate", "run a reference case file (aggregator, pipeline, Flag, attack, MoNNA round)");
+  std::string case_path;
+  bool gram_form = false;
+  int slices = 3;
+  aggregate->add_option("--input", case_path, "case file (JSON, as in shared/vectors)")->required();
+  aggregate->add_flag("--gram", gram_form, "compute through the two-phase Gram form");
+  aggregate->add_option("--slices", slices, "row slices for --gram")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -116,6 +126,15 @@ int main(int argc, char** argv) {
     if (!c.ok()) return Fail(c.status(), "worker");
     auto s = phalanx::launch::RunWorker(*c, scheduler, rank, std::cout, &g_stop);
     return s.ok() ? 0 : Fail(s, "worker");
+  }
+  if (*aggregate) {
+    phalanx::launch::AggregateCaseOptions ao;
+    ao.gram_form = gram_form;
+    ao.slices = slices;
+    auto r = phalanx::launch::RunAggregateCase(case_path, ao);
+    if (!r.ok()) return Fail(r.status(), "aggregate");
+    std::cout << phalanx::launch::FormatCaseOutput(*r) << std::endl;
+    return 0;
   }
   if (*local) {
     phalanx::launch::LaunchOptions o;

@@ -15,6 +15,8 @@
 #include "common/membership.h"
 #include "common/metrics.h"
 #include "common/transport.h"
+#include "aggregators/gram.h"
+#include "ps/internal/coordination.h"
 
 namespace phalanx::ps {
 namespace {
@@ -47,6 +49,19 @@ struct ServerMetrics {
   Histogram& staleness = r.GetHistogram("phalanx_server_push_staleness",
                                         "Async push staleness in versions",
                                         {0, 1, 2, 4, 8, 16, 32, 64, 128});
+  Counter& coordination_bytes = r.GetCounter(
+      "phalanx_server_coordination_bytes_total",
+      "Bytes of partial Gram matrices and plans exchanged with the round coordinator");
+  Counter& coordinated_rounds = r.GetCounter("phalanx_server_coordinated_rounds_total",
+                                             "Rounds this server combined as coordinator");
+  Counter& dropped_workers = r.GetCounter(
+      "phalanx_server_round_dropped_workers_total",
+      "Workers dropped from a round on every shard (non-finite or missing on a shard)");
+  Counter& failed_rounds = r.GetCounter("phalanx_server_failed_rounds_total",
+                                        "Rounds closed without an update (rule error)");
+  Counter& local_fallbacks = r.GetCounter(
+      "phalanx_server_local_plan_fallbacks_total",
+      "Rounds closed with a shard-local plan because the coordinator did not answer");
   Gauge& rows = r.GetGauge("phalanx_server_rows", "Rows held by this shard");
   Gauge& version = r.GetGauge("phalanx_server_version", "Version of table 0");
 };
@@ -62,12 +77,34 @@ struct PendingPull {
   Message msg;
 };
 
+// This shard's part of a closing round: keys, the gradients [G] with one
+// column per worker (ascending id) and the rule's extra columns [E].
+struct Slice {
+  std::vector<uint64_t> keys;
+  std::vector<int32_t> workers;
+  Eigen::MatrixXf grads;   // keys.size()*dim x workers.size()
+  Eigen::MatrixXd extras;  // keys.size()*dim x k
+};
+
 struct TableState {
   std::unique_ptr<EmbeddingTable> table;
   int64_t version = 0;
   std::map<int32_t, WorkerPush> pushes;  // sync: this round's pushes by worker id
+  std::map<int32_t, WorkerPush> early;   // sync: next round's pushes that came while closing
   Clock::time_point round_started;
   std::vector<PendingPull> pending;  // sync: pulls waiting for a newer version
+  bool closing = false;              // phase 1 sent, waiting for the plan
+  Clock::time_point close_started;
+  Slice slice;
+  internal::GramPartial partial;
+  // Previous aggregate per key, for rules whose extra column is their last
+  // output (centered clipping).
+  std::unordered_map<uint64_t, Eigen::VectorXd> previous;
+};
+
+struct Collect {
+  std::map<int, internal::GramPartial> partials;  // by server rank
+  std::map<int, std::string> peers;               // routing ids ("" = this server)
 };
 
 bool AllFinite(std::span<const float> v) {
@@ -113,7 +150,13 @@ class ServerImpl final : public Server {
 
   Status Run(const std::atomic<bool>* stop) override {
     while (!(stop && stop->load()) && !membership_->shutdown_requested()) {
-      Received r = socket_->Recv(20);
+      Received r = socket_->Recv(coord_socket_ ? 0 : 20);
+      if (coord_socket_ && r.status.code() == StatusCode::kDeadlineExceeded) {
+        Socket* socks[2] = {socket_.get(), coord_socket_.get()};
+        (void)PollReadable(socks, 20);
+        DrainCoordinator();
+        r = socket_->Recv(0);
+      }
       if (r.status.ok()) {
         Handle(r.peer, std::move(r.msg));
       } else if (r.status.code() != StatusCode::kDeadlineExceeded) {
@@ -122,10 +165,7 @@ class ServerImpl final : public Server {
         if (!r.peer.empty()) Reply(r.peer, MakeErrorMessage(MyId(), 0, r.status));
       }
       int64_t epoch = membership_->epoch();
-      if (epoch != view_.epoch) {
-        view_ = membership_->view();
-        UpdateStatus();
-      }
+      if (epoch != view_.epoch) OnViewChange();
       if (options_.synchronous) {
         for (size_t t = 0; t < tables_.size(); ++t) MaybeCloseRound(t);
       }
@@ -174,8 +214,25 @@ class ServerImpl final : public Server {
     return Status::Ok();
   }
 
+  void OnViewChange() {
+    int old_coordinator = CoordinatorRank();
+    view_ = membership_->view();
+    UpdateStatus();
+    // A dead shard no longer holds up the rounds it was part of.
+    std::vector<std::pair<uint32_t, int64_t>> keys;
+    for (auto& [k, c] : collecting_) keys.push_back(k);
+    for (auto& [table, round] : keys) TryCombine(table, round);
+    // A new coordinator needs this shard's pending partials again.
+    if (CoordinatorRank() != old_coordinator) {
+      for (size_t t = 0; t < tables_.size(); ++t) {
+        if (tables_[t].closing) SendPartial(t);
+      }
+    }
+  }
+
   void Handle(const std::string& peer, Message msg) {
     const Header& h = msg.header;
+    if (h.type == MsgType::kGramPartial) return HandleGramPartial(peer, msg);
     if (h.type != MsgType::kPull && h.type != MsgType::kPush) {
       return Reject(peer, msg, InvalidArgument(std::string("server does not handle ") +
                                                MsgTypeName(h.type)));
@@ -257,12 +314,21 @@ class ServerImpl final : public Server {
                                        " already closed; server is at version " +
                                        std::to_string(t.version)));
     }
+    if (h.round == t.version + 1 && t.closing && !t.early.count(h.sender)) {
+      // The worker saw round t close on another shard first; keep its push
+      // for the next round.
+      t.early[h.sender] = WorkerPush{msg.keys, msg.values, !finite};
+      if (!finite) metrics_.nonfinite.Increment();
+      Reply(peer, MakeDataMessage(MsgType::kPushAck, MyId(), h.request_id, h.round, h.table_id, 0,
+                                  Buffer(), Buffer()));
+      return;
+    }
     if (h.round > t.version) {
       return Reject(peer, msg, FailedPrecondition("round " + std::to_string(h.round) +
                                                   " is ahead of server version " +
                                                   std::to_string(t.version)));
     }
-    if (t.pushes.count(h.sender)) {
+    if (t.pushes.count(h.sender) || t.closing) {
       return Reject(peer, msg, AlreadyExists("worker already pushed round " +
                                              std::to_string(h.round)));
     }
@@ -286,6 +352,18 @@ class ServerImpl final : public Server {
 
   void MaybeCloseRound(size_t table_id) {
     TableState& t = tables_[table_id];
+    if (t.closing) {
+      // Phase 2 overdue (coordinator gone and no replacement answered): close
+      // with this shard's own plan rather than stall training.
+      if (Clock::now() - t.close_started > std::chrono::milliseconds(options_.round_timeout_ms)) {
+        spdlog::warn("server: table {} round {}: no plan from the coordinator; closing locally",
+                     table_id, t.version);
+        metrics_.local_fallbacks.Increment();
+        internal::RoundPlan plan = internal::CombinePartials(*aggregator_, {t.partial});
+        FinishClose(table_id, t.version, plan);
+      }
+      return;
+    }
     if (t.pushes.empty()) return;
     int missing = 0;
     for (const auto& w : view_.workers) {
@@ -300,26 +378,260 @@ class ServerImpl final : public Server {
       spdlog::warn("server: table {} round {} closed by timeout without {} worker(s)", table_id,
                    t.version, missing);
     }
-    CloseRound(t);
+    StartClose(table_id);
   }
 
-  void CloseRound(TableState& t) {
-    auto start = Clock::now();
-    std::vector<const WorkerPush*> used;
+  // Phase 1: build this shard's slice [G | E] of the round and send its
+  // partial (worker list, finiteness, partial Gram) to the coordinator.
+  void StartClose(size_t table_id) {
+    TableState& t = tables_[table_id];
+    t.closing = true;
+    t.close_started = Clock::now();
+    const uint32_t dim = t.table->dim();
+    Slice& sl = t.slice;
+    sl = Slice();
+    internal::GramPartial& part = t.partial;
+    part = internal::GramPartial();
+    std::vector<const WorkerPush*> pushes;
     for (auto& [id, p] : t.pushes) {
-      if (!p.excluded) used.push_back(&p);
+      sl.workers.push_back(id);
+      pushes.push_back(&p);
+      part.finite.push_back(p.excluded ? 0 : 1);
     }
-    if (!used.empty()) {
-      Status s = AggregateAndApply(t, used);
-      if (!s.ok()) spdlog::error("server: round {} not applied: {}", t.version, s.ToString());
+    part.workers = sl.workers;
+    const size_t n = pushes.size();
+    // Fast path: every worker pushed the same key list (dense parameters).
+    bool same_keys = true;
+    for (size_t i = 1; i < n && same_keys; ++i) {
+      same_keys = pushes[i]->keys.size() == pushes[0]->keys.size() &&
+                  std::memcmp(pushes[i]->keys.data(), pushes[0]->keys.data(),
+                              pushes[0]->keys.size()) == 0;
     }
+    if (same_keys) {
+      auto k0 = pushes[0]->keys.as<uint64_t>();
+      sl.keys.assign(k0.begin(), k0.end());
+      sl.grads.resize(static_cast<Eigen::Index>(sl.keys.size() * dim), static_cast<Eigen::Index>(n));
+      for (size_t i = 0; i < n; ++i) {
+        auto col = sl.grads.col(static_cast<Eigen::Index>(i));
+        if (pushes[i]->excluded) {
+          col.setZero();  // never aggregated; zeros keep the partial Gram finite
+          continue;
+        }
+        auto v = pushes[i]->values.as<float>();
+        col = Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()));
+      }
+    } else {
+      // Union of keys; a worker that did not touch a key contributes zeros.
+      std::unordered_map<uint64_t, uint32_t> index;
+      for (const auto* p : pushes) {
+        for (uint64_t k : p->keys.as<uint64_t>()) {
+          if (index.emplace(k, static_cast<uint32_t>(sl.keys.size())).second) sl.keys.push_back(k);
+        }
+      }
+      sl.grads = Eigen::MatrixXf::Zero(static_cast<Eigen::Index>(sl.keys.size() * dim),
+                                       static_cast<Eigen::Index>(n));
+      for (size_t i = 0; i < n; ++i) {
+        if (pushes[i]->excluded) continue;
+        auto k = pushes[i]->keys.as<uint64_t>();
+        auto v = pushes[i]->values.as<float>();
+        for (size_t j = 0; j < k.size(); ++j) {
+          Eigen::Index row = static_cast<Eigen::Index>(static_cast<size_t>(index[k[j]]) * dim);
+          sl.grads.col(static_cast<Eigen::Index>(i)).segment(row, dim) +=
+              Eigen::Map<const Eigen::VectorXf>(v.data() + j * dim, dim);
+        }
+      }
+    }
+    if (!aggregator_->coordinate_wise()) {
+      Status s = BuildExtrasAndGram(t, static_cast<int>(n));
+      if (!s.ok()) {
+        spdlog::error("server: table {} round {}: {}", table_id, t.version, s.ToString());
+        part.finite.assign(part.finite.size(), 0);  // nothing usable from this shard
+        part.gram = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(n + part.extra),
+                                          static_cast<Eigen::Index>(n + part.extra));
+      }
+    }
+    SendPartial(table_id);
+  }
+
+  // E_s: the rule's extra columns for this shard's coordinates. Coordinate
+  // (key, c) is global row key*dim + c, the same on every shard, so seeded
+  // extras agree; centered clipping's centre is this shard's stored slice of
+  // the previous aggregate.
+  Status BuildExtrasAndGram(TableState& t, int n) {
+    const uint32_t dim = t.table->dim();
+    const int k = aggregator_->num_extra_columns(n);
+    t.partial.extra = k;
+    Slice& sl = t.slice;
+    sl.extras.resize(sl.grads.rows(), k);
+    if (k > 0) {
+      for (size_t j = 0; j < sl.keys.size(); ++j) {
+        Eigen::VectorXd prev = Eigen::VectorXd::Zero(dim);
+        if (auto it = t.previous.find(sl.keys[j]); it != t.previous.end()) prev = it->second;
+        int64_t row = static_cast<int64_t>(sl.keys[j] * static_cast<uint64_t>(dim));
+        PHX_ASSIGN_OR_RETURN(Eigen::MatrixXd e, aggregator_->ExtraColumns(n, row, dim, prev));
+        sl.extras.block(static_cast<Eigen::Index>(j * dim), 0, dim, k) = e;
+      }
+    }
+    PHX_ASSIGN_OR_RETURN(t.partial.gram, aggregators::PartialGram(sl.grads, sl.extras));
+    return Status::Ok();
+  }
+
+  bool IsCoordinator() const { return CoordinatorRank() == membership_->rank(); }
+
+  // The round coordinator is the lowest-ranked live server.
+  int CoordinatorRank() const {
+    for (const auto& s : view_.servers) {
+      if (s.alive) return s.rank;
+    }
+    return membership_->rank();
+  }
+
+  void SendPartial(size_t table_id) {
+    TableState& t = tables_[table_id];
+    if (IsCoordinator()) {
+      AddPartial(static_cast<uint32_t>(table_id), t.version, membership_->rank(), "", t.partial);
+      return;
+    }
+    Status s = EnsureCoordinatorSocket();
+    if (s.ok()) {
+      std::string body = internal::EncodePartial(t.partial);
+      metrics_.coordination_bytes.Increment(body.size());
+      Message m = MakeControlMessage(MsgType::kGramPartial, MyId(), 0, std::move(body));
+      m.header.round = t.version;
+      m.header.table_id = static_cast<uint32_t>(table_id);
+      s = coord_socket_->Send(m);
+    }
+    if (!s.ok()) spdlog::warn("server: cannot reach the round coordinator: {}", s.ToString());
+  }
+
+  Status EnsureCoordinatorSocket() {
+    int rank = CoordinatorRank();
+    if (rank < 0 || rank >= static_cast<int>(view_.servers.size())) {
+      return Unavailable("no live coordinator");
+    }
+    const NodeInfo& c = view_.servers[rank];
+    std::string ep = TcpEndpoint(c.host, c.data_port);
+    if (coord_socket_ && coord_endpoint_ == ep) return Status::Ok();
+    PHX_ASSIGN_OR_RETURN(coord_socket_, Socket::Connect(Socket::Kind::kDealer, ep, options_.limits));
+    coord_endpoint_ = ep;
+    return Status::Ok();
+  }
+
+  // Coordinator: records a shard's partial and combines once every live shard sent one.
+  void AddPartial(uint32_t table, int64_t round, int rank, const std::string& peer,
+                  internal::GramPartial partial) {
+    Collect& c = collecting_[{table, round}];
+    c.partials[rank] = std::move(partial);
+    c.peers[rank] = peer;
+    TryCombine(table, round);
+  }
+
+  void TryCombine(uint32_t table, int64_t round) {
+    auto it = collecting_.find({table, round});
+    if (it == collecting_.end()) return;
+    Collect& c = it->second;
+    for (const auto& s : view_.servers) {
+      if (s.alive && !c.partials.count(s.rank)) return;
+    }
+    std::vector<internal::GramPartial> parts;
+    for (auto& [rank, p] : c.partials) parts.push_back(std::move(p));
+    internal::RoundPlan plan = internal::CombinePartials(*aggregator_, parts);
+    std::string body = internal::EncodePlan(plan);
+    for (auto& [rank, peer] : c.peers) {
+      if (peer.empty()) continue;
+      Message m = MakeControlMessage(MsgType::kGramPlan, MyId(), 0, body);
+      m.header.round = round;
+      m.header.table_id = table;
+      metrics_.coordination_bytes.Increment(body.size());
+      Reply(peer, m);
+    }
+    bool mine = c.peers.count(membership_->rank()) > 0;
+    collecting_.erase(it);
+    metrics_.coordinated_rounds.Increment();
+    if (mine) FinishClose(table, round, plan);
+  }
+
+  void HandleGramPartial(const std::string& peer, const Message& msg) {
+    int rank = -1;
+    for (const auto& s : view_.servers) {
+      if (s.id == msg.header.sender && s.alive) rank = s.rank;
+    }
+    if (rank < 0) {
+      return Reject(peer, msg, Unauthenticated("GramPartial from a node that is not a live server"));
+    }
+    if (msg.header.table_id >= tables_.size()) {
+      return Reject(peer, msg, NotFound("unknown table " + std::to_string(msg.header.table_id)));
+    }
+    auto partial = internal::DecodePartial(msg.body);
+    if (!partial.ok()) return Reject(peer, msg, partial.status());
+    metrics_.coordination_bytes.Increment(msg.body.size());
+    AddPartial(msg.header.table_id, msg.header.round, rank, peer, std::move(partial).value());
+  }
+
+  // Shard: a plan arrived from the coordinator.
+  void DrainCoordinator() {
+    if (!coord_socket_) return;
+    while (true) {
+      Received r = coord_socket_->Recv(0);
+      if (r.status.code() == StatusCode::kDeadlineExceeded) return;
+      if (!r.status.ok()) {
+        metrics_.rejected.Increment();
+        continue;
+      }
+      const Message& m = r.msg;
+      if (m.header.type == MsgType::kError) {
+        spdlog::warn("server: coordinator refused our partial: {}", StatusFromError(m).ToString());
+        continue;
+      }
+      if (m.header.type != MsgType::kGramPlan || m.header.table_id >= tables_.size()) continue;
+      auto plan = internal::DecodePlan(m.body);
+      if (!plan.ok()) {
+        metrics_.rejected.Increment();
+        spdlog::warn("server: bad plan from coordinator: {}", plan.status().ToString());
+        continue;
+      }
+      metrics_.coordination_bytes.Increment(m.body.size());
+      FinishClose(m.header.table_id, m.header.round, *plan);
+    }
+  }
+
+  // Phase 2 on this shard: apply the plan to the slice, step the optimizer,
+  // advance the version and answer the pulls waiting for it.
+  void FinishClose(size_t table_id, int64_t round, const internal::RoundPlan& plan) {
+    TableState& t = tables_[table_id];
+    if (!t.closing || round != t.version) return;  // stale or duplicate plan
+    auto start = Clock::now();
+    if (!plan.error.empty()) {
+      metrics_.failed_rounds.Increment();
+      spdlog::error("server: table {} round {} closed without update: {}", table_id, round,
+                    plan.error);
+    } else {
+      Status s = ApplyPlan(t, plan);
+      if (!s.ok()) {
+        metrics_.failed_rounds.Increment();
+        spdlog::error("server: table {} round {} not applied: {}", table_id, round, s.ToString());
+      }
+    }
+    int expected = 0;
+    for (const auto& w : view_.workers) expected += w.alive ? 1 : 0;
+    int dropped_nonfinite = 0;
+    for (size_t i = 0; i < t.partial.finite.size(); ++i) {
+      if (!std::binary_search(plan.workers.begin(), plan.workers.end(), t.slice.workers[i])) {
+        dropped_nonfinite++;
+      }
+    }
+    metrics_.dropped_workers.Increment(dropped_nonfinite);
+    (void)expected;
     metrics_.round_seconds.Observe(std::chrono::duration<double>(start - t.round_started).count());
     metrics_.apply_seconds.Observe(std::chrono::duration<double>(Clock::now() - start).count());
     metrics_.rounds.Increment();
     t.pushes.clear();
+    t.pushes.swap(t.early);  // pushes for the next round that arrived while closing
+    if (!t.pushes.empty()) t.round_started = Clock::now();
+    t.closing = false;
+    t.slice = Slice();
     t.version++;
-    if (&t == &tables_[0]) metrics_.version.Set(static_cast<double>(t.version));
-    // Answer the pulls this version satisfies.
+    if (table_id == 0) metrics_.version.Set(static_cast<double>(t.version));
     std::vector<PendingPull> still;
     for (auto& p : t.pending) {
       if (p.msg.header.round <= t.version) {
@@ -331,55 +643,32 @@ class ServerImpl final : public Server {
     t.pending.swap(still);
   }
 
-  Status AggregateAndApply(TableState& t, const std::vector<const WorkerPush*>& used) {
-    const uint32_t dim = t.table->dim();
-    const size_t n = used.size();
-    // Fast path: every worker pushed the same key list (dense parameters).
-    bool same_keys = true;
-    for (size_t i = 1; i < n && same_keys; ++i) {
-      same_keys = used[i]->keys.size() == used[0]->keys.size() &&
-                  std::memcmp(used[i]->keys.data(), used[0]->keys.data(), used[0]->keys.size()) == 0;
+  Status ApplyPlan(TableState& t, const internal::RoundPlan& plan) {
+    Slice& sl = t.slice;
+    if (sl.keys.empty()) return Status::Ok();
+    // Columns of the plan's workers in this shard's slice.
+    std::vector<int> cols = internal::ColumnsOf(sl.workers, plan.workers, 0);
+    Eigen::MatrixXf used(sl.grads.rows(), static_cast<Eigen::Index>(cols.size()));
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (cols[i] < 0) return Internal("plan names a worker this shard did not see");
+      used.col(static_cast<Eigen::Index>(i)) = sl.grads.col(cols[i]);
     }
-    std::vector<uint64_t> keys;
-    Eigen::MatrixXd grads;
-    if (same_keys) {
-      auto k0 = used[0]->keys.as<uint64_t>();
-      keys.assign(k0.begin(), k0.end());
-      grads.resize(static_cast<Eigen::Index>(keys.size() * dim), static_cast<Eigen::Index>(n));
-      for (size_t i = 0; i < n; ++i) {
-        auto v = used[i]->values.as<float>();
-        grads.col(static_cast<Eigen::Index>(i)) =
-            Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()))
-                .cast<double>();
-      }
+    Eigen::VectorXd agg;
+    if (plan.local) {
+      PHX_ASSIGN_OR_RETURN(agg, aggregator_->Aggregate(used.cast<double>()));
     } else {
-      // Union of keys; a worker that did not touch a key contributes zeros.
-      std::unordered_map<uint64_t, uint32_t> index;
-      for (const auto* p : used) {
-        for (uint64_t k : p->keys.as<uint64_t>()) {
-          if (index.emplace(k, static_cast<uint32_t>(keys.size())).second) keys.push_back(k);
-        }
-      }
-      grads = Eigen::MatrixXd::Zero(static_cast<Eigen::Index>(keys.size() * dim),
-                                    static_cast<Eigen::Index>(n));
-      for (size_t i = 0; i < n; ++i) {
-        auto k = used[i]->keys.as<uint64_t>();
-        auto v = used[i]->values.as<float>();
-        for (size_t j = 0; j < k.size(); ++j) {
-          size_t row = static_cast<size_t>(index[k[j]]) * dim;
-          for (uint32_t c = 0; c < dim; ++c) {
-            grads(static_cast<Eigen::Index>(row + c), static_cast<Eigen::Index>(i)) +=
-                v[j * dim + c];
-          }
-        }
+      PHX_ASSIGN_OR_RETURN(agg, aggregators::ApplyGramPlan(plan.plan, used, sl.extras));
+    }
+    if (!agg.allFinite()) return Internal("aggregate is not finite");
+    const uint32_t dim = t.table->dim();
+    if (sl.extras.cols() > 0) {
+      for (size_t j = 0; j < sl.keys.size(); ++j) {
+        t.previous[sl.keys[j]] = agg.segment(static_cast<Eigen::Index>(j * dim), dim);
       }
     }
-    if (keys.empty()) return Status::Ok();
-    PHX_ASSIGN_OR_RETURN(Eigen::VectorXd agg, aggregator_->Aggregate(grads));
     std::vector<float> update(static_cast<size_t>(agg.size()));
     Eigen::Map<Eigen::VectorXf>(update.data(), agg.size()) = agg.cast<float>();
-    if (!AllFinite(update)) return Internal("aggregate is not finite");
-    t.table->Apply(keys, update.data());
+    t.table->Apply(sl.keys, update.data());
     return Status::Ok();
   }
 
@@ -423,6 +712,9 @@ class ServerImpl final : public Server {
   std::unique_ptr<MembershipClient> membership_;
   std::unique_ptr<aggregators::Aggregator> aggregator_;
   std::vector<TableState> tables_;
+  std::map<std::pair<uint32_t, int64_t>, Collect> collecting_;  // coordinator: by (table, round)
+  std::unique_ptr<Socket> coord_socket_;  // to the coordinator (other shards)
+  std::string coord_endpoint_;
   ClusterView view_;
   ServerMetrics metrics_;
   uint64_t loops_ = 0;

@@ -64,8 +64,7 @@ Result<Dataset> LoadFashionSplit(const std::string& dir, const std::string& spli
   for (size_t i = 0; i < n; ++i) {
     if (labels.data[i] >= kClasses) {
       return DataLoss("Fashion-MNIST " + split + ": label " + std::to_string(labels.data[i]) +
-                      " of example " + std::to_string(i) + " is not in [0, 10) in " +
-                      labels.path);
+                      " of example " + std::to_string(i) + " is not in [0, 10) in " + labels.path);
     }
     out.labels[i] = labels.data[i];
   }

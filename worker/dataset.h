@@ -21,8 +21,8 @@ struct Dataset {
   size_t feature_dim = 0;       // dense only
   std::vector<float> features;  // dense only
 
-  std::vector<std::vector<uint64_t>> ids;    // sparse only
-  std::vector<std::vector<float>> values;    // sparse only (may be empty)
+  std::vector<std::vector<uint64_t>> ids;  // sparse only
+  std::vector<std::vector<float>> values;  // sparse only (may be empty)
 
   size_t size() const { return labels.size(); }
   bool dense() const { return feature_dim > 0; }
@@ -45,7 +45,7 @@ inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-m
 Result<TrainTest> LoadFashionMnist(const std::string& dir);
 
 struct SpamOptions {
-  uint64_t seed = 1;            // for the train/test split
+  uint64_t seed = 1;  // for the train/test split
   double test_fraction = 0.2;
   bool bigrams = true;
   size_t max_tokens_per_mail = 2000;

@@ -288,7 +288,8 @@ class MlpModel final : public Model {
   P MapImpl(T* base) const {
     const auto d = static_cast<Eigen::Index>(d_), h = static_cast<Eigen::Index>(h_),
                c = static_cast<Eigen::Index>(c_);
-    return P{{base, h, d}, {base + h * d, h}, {base + h * d + h, c, h}, {base + h * d + h + c * h, c}};
+    return P{
+        {base, h, d}, {base + h * d, h}, {base + h * d + h, c, h}, {base + h * d + h + c * h, c}};
   }
   Params Map(const float* base) const { return MapImpl<const float, Params>(base); }
   Grads Map(float* base) const { return MapImpl<float, Grads>(base); }
@@ -396,8 +397,9 @@ class EmbeddingBagModel final : public Model {
     const Mat h = Pool(bags, rows);
     Mat z = w * h;
     z.colwise() += bias;
-    double loss = (out_ == 1 ? SigmoidCrossEntropy(&z, y, inv_b) : SoftmaxCrossEntropy(&z, y, inv_b)) *
-                  inv_b;  // z is now dL/dz
+    double loss =
+        (out_ == 1 ? SigmoidCrossEntropy(&z, y, inv_b) : SoftmaxCrossEntropy(&z, y, inv_b)) *
+        inv_b;  // z is now dL/dz
     dw.noalias() = z * h.transpose();
     dbias = z.rowwise().sum();
     // dL/de[r] = sum over the batch's uses of r of weight * dL/dh.
@@ -523,8 +525,10 @@ Result<std::unique_ptr<Model>> CreateModel(const ModelOptions& options) {
           new SoftmaxModel(options.input_dim, options.num_classes, options.l2));
     }
     if (options.hidden == 0 || options.hidden > kMaxDense / options.input_dim) {
-      return InvalidArgument("mlp hidden must be positive and the model below 2^31 parameters, "
-                             "got hidden " + std::to_string(options.hidden));
+      return InvalidArgument(
+          "mlp hidden must be positive and the model below 2^31 parameters, "
+          "got hidden " +
+          std::to_string(options.hidden));
     }
     return std::unique_ptr<Model>(
         new MlpModel(options.input_dim, options.hidden, options.num_classes, options.l2));

@@ -27,8 +27,8 @@ struct ModelOptions {
   std::string kind = "softmax";  // softmax | mlp | embedding-bag
   size_t input_dim = 784;        // dense models
   size_t num_classes = 10;
-  size_t hidden = 128;           // mlp
-  size_t embedding_dim = 16;     // embedding-bag
+  size_t hidden = 128;        // mlp
+  size_t embedding_dim = 16;  // embedding-bag
   float l2 = 0.0f;
 };
 

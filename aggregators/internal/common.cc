@@ -154,8 +154,8 @@ struct MdaSearch {
   int n;
   int k;
   double best = std::numeric_limits<double>::infinity();
-  std::vector<int> best_set;
-  std::vector<int> current;
+  std::vector<int> best_set = {};
+  std::vector<int> current = {};
 
   // Extends `current` with indices >= next in increasing order, i.e. visits
   // combinations lexicographically; prunes when the partial diameter already

@@ -121,7 +121,9 @@ TEST_P(GramAgreementTest, DirectEqualsSlicedGramForEveryRule) {
     EXPECT_LE(ScaledDiff(*sliced, *direct), 1e-9);
     if (rc.name == "krum" || rc.name == "multi-krum" || rc.name == "mda" || rc.name == "bulyan" ||
         rc.name == "monna") {
-      if (kind != Kind::kDuplicates) EXPECT_EQ(gram_rule->selected(), direct_rule->selected());
+      if (kind != Kind::kDuplicates) {
+        EXPECT_EQ(gram_rule->selected(), direct_rule->selected());
+      }
     }
   }
 }

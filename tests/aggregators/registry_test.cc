@@ -87,7 +87,9 @@ TEST(Registry, ValidatesFAgainstN) {
     EXPECT_NE(out.status().message().find(c.message), std::string::npos) << out.status().message();
     // The Gram form validates the same way.
     const Eigen::MatrixXd gram = x.transpose() * x;
-    if (rule->num_extra_columns(c.n) == 0) EXPECT_FALSE(rule->PlanFromGram(gram, c.n).ok());
+    if (rule->num_extra_columns(c.n) == 0) {
+      EXPECT_FALSE(rule->PlanFromGram(gram, c.n).ok());
+    }
   }
   // The boundary cases are accepted.
   EXPECT_TRUE(MustCreate("krum", 2)->Aggregate(Honest(5, 5, 1)).ok());
@@ -97,7 +99,7 @@ TEST(Registry, ValidatesFAgainstN) {
 
 TEST(Registry, RejectsNonFiniteAndEmptyInputs) {
   for (const std::string& base : AggregatorNames()) {
-    for (const std::string& name : {base, "nnm+" + base}) {
+    for (const std::string& name : std::vector<std::string>{base, "nnm+" + base}) {
       SCOPED_TRACE(name);
       auto rule = MustCreate(name, 1);
       ASSERT_NE(rule, nullptr);
@@ -154,7 +156,7 @@ TEST(Properties, PermutationInvariance) {
 TEST(Properties, IdentityOnIdenticalInputs) {
   const Eigen::VectorXd v = Honest(30, 1, 5).col(0);
   const Eigen::MatrixXd x = v.replicate(1, 11);
-  for (const std::string& name :
+  for (const char* name :
        {"mean", "median", "trimmed-mean", "meamed", "krum", "multi-krum", "geometric-median", "mda",
         "bulyan", "nna", "monna", "nnm+krum", "nnm+geometric-median"}) {
     SCOPED_TRACE(name);
@@ -176,7 +178,7 @@ TEST(Properties, BoundedUnderByzantineInputs) {
   // Not nna: NNM followed by a plain mean still averages the Byzantine rows'
   // own mixtures (each is 1/(n-f) of an outlier), so it is only bounded
   // relative to the outliers' size.
-  for (const std::string& name :
+  for (const char* name :
        {"median", "trimmed-mean", "meamed", "krum", "multi-krum", "geometric-median", "mda",
         "bulyan", "flag", "nnm+krum", "nnm+trimmed-mean", "nnm+median"}) {
     SCOPED_TRACE(name);

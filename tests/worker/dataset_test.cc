@@ -287,8 +287,8 @@ TEST(MailTokenizerTest, SubjectAndBodyWordsLowercasedHeadersDropped) {
     EXPECT_FALSE(std::binary_search(ids.begin(), ids.end(), internal::WordId(w))) << w;
   }
   options.bigrams = true;
-  const auto with_bigrams = internal::TokenizeMail(
-      "Subject: Cheap Pills\n  today\n\nBuy CHEAP pills now! x", options);
+  const auto with_bigrams =
+      internal::TokenizeMail("Subject: Cheap Pills\n  today\n\nBuy CHEAP pills now! x", options);
   EXPECT_EQ(with_bigrams.size(), 7u + 2u + 3u);  // subject bigrams 2, body bigrams 3
   // Repeated words count once; a mail without a blank line is all headers.
   EXPECT_EQ(internal::TokenizeMail("Subject: a\n\nspam spam spam", options).size(), 2u);

@@ -63,11 +63,14 @@ Result<IdxArray> ParseIdx(std::vector<uint8_t> bytes, size_t expected_rank,
   }
   // Magic: two zero bytes, the element type (0x08 = unsigned byte), the rank.
   if (bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] != expected_rank) {
-    return DataLoss(path + ": bad IDX magic number 0x" + [&] {
-      char buf[9];
-      std::snprintf(buf, sizeof(buf), "%08x", be32(0));
-      return std::string(buf);
-    }() + " (expected unsigned-byte array of rank " + std::to_string(expected_rank) + ")");
+    return DataLoss(path + ": bad IDX magic number 0x" +
+                    [&] {
+                      char buf[9];
+                      std::snprintf(buf, sizeof(buf), "%08x", be32(0));
+                      return std::string(buf);
+                    }() +
+                    " (expected unsigned-byte array of rank " + std::to_string(expected_rank) +
+                    ")");
   }
   const size_t header = 4 + 4 * expected_rank;
   if (bytes.size() < header) {
