@@ -114,8 +114,9 @@ class Aggregator {
 };
 
 // Creates the rule named options.name: mean, median, trimmed-mean, meamed,
-// krum, multi-krum, geometric-median, centered-clipping, mda, bulyan, nna,
-// monna, flag, and "nnm+<rule>" for any rule. InvalidArgument for unknown
+// krum, multi-krum, geometric-median, centered-clipping, mda, bulyan, nna
+// (robust-pivot NNA), monna, flag, and "nnm+<rule>" for any rule ("nnm+mean"
+// is NNM then mean, the former "nna"). InvalidArgument for unknown
 // names, unknown or out-of-range parameters.
 Result<std::unique_ptr<Aggregator>> CreateAggregator(const AggregatorOptions& options);
 

@@ -1,4 +1,5 @@
-// NNM as a pre-aggregator, and "nnm+<rule>" / "nna" as a composed rule.
+// NNM as a pre-aggregator, and "nnm+<rule>" as a composed rule ("nnm+mean" is
+// the former "nna"; the current "nna" is the robust-pivot form in nna.cc).
 //
 // Gram form of the composition: NNM's output is G * A (A: n x n mixing), so
 // the inner rule sees the Gram matrix A^T K A; its plan's mixing M is then

@@ -61,10 +61,7 @@ Result<std::unique_ptr<Aggregator>> CreateBase(const std::string& name,
   if (name == "geometric-median") return internal::MakeGeometricMedian(params);
   if (name == "centered-clipping") return internal::MakeCenteredClipping(options, params);
   if (name == "flag") return internal::MakeFlag(options, params);
-  if (name == "nna") {
-    PHX_ASSIGN_OR_RETURN(auto inner, internal::MakeCoordinatewise("mean", f, params));
-    return internal::MakeNnmPipeline("nna", f, std::move(inner));
-  }
+  if (name == "nna") return internal::MakeNna(f, params);
   return InvalidArgument("unknown aggregator '" + name + "' (known: mean, median, " +
                          "trimmed-mean, meamed, krum, multi-krum, geometric-median, " +
                          "centered-clipping, mda, bulyan, nna, monna, flag, nnm+<rule>)");

@@ -61,6 +61,9 @@ class SectionReader {
     }
   }
 
+  // For keys read by hand (arrays).
+  void MarkUsed(const char* key) { used_.insert(key); }
+
   Status Finish() {
     if (!status_.ok() || !table_) return status_;
     for (const auto& [k, node] : *table_) {
@@ -90,7 +93,11 @@ Status ApplyOverride(toml::table& root, const std::string& item) {
   std::string section = path.substr(0, dot);
   std::string key = path.substr(dot + 1);
   toml::table parsed;
+  // Bare nan/inf are words here (e.g. byzantine.attack=nan), never numbers:
+  // no config value may be non-finite.
+  static const std::set<std::string> kWords = {"nan", "+nan", "-nan", "inf", "+inf", "-inf"};
   try {
+    if (kWords.count(value)) throw toml::parse_error("word", toml::source_region{});
     parsed = toml::parse("v = " + value);
   } catch (const toml::parse_error&) {
     // A bare word is a string (e.g. --set aggregator.name=krum).
@@ -185,6 +192,23 @@ Status Validate(const JobConfig& c) {
     return InvalidArgument("tables init scales must not be negative");
   }
   if (c.aggregator.f < 0) return InvalidArgument("aggregator.f must not be negative");
+  if (c.train.momentum < 0 || c.train.momentum >= 1) {
+    return InvalidArgument("train.momentum must be in [0, 1)");
+  }
+  {
+    static const std::set<std::string> kAttacks = {"none", "random", "sign-flip", "gaussian", "alie",
+                                                   "foe", "label-flip", "nan", "inf"};
+    if (!kAttacks.count(c.byzantine.attack)) {
+      return InvalidArgument("byzantine.attack must be one of none, random, sign-flip, gaussian, "
+                             "alie, foe, label-flip, nan, inf; got '" + c.byzantine.attack + "'");
+    }
+  }
+  if (c.byzantine.count < 0 || c.byzantine.count >= c.cluster.workers) {
+    return InvalidArgument("byzantine.count must be in [0, cluster.workers)");
+  }
+  for (int r : c.byzantine.ranks) {
+    if (r >= c.cluster.workers) return InvalidArgument("byzantine.ranks names a rank >= workers");
+  }
   if (c.aggregator.name.empty()) return InvalidArgument("aggregator.name must not be empty");
   return Status::Ok();
 }
@@ -204,7 +228,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
 
   static const std::set<std::string> kSections = {"cluster", "data", "model", "train",
                                                   "optimizer", "embedding_optimizer", "tables",
-                                                  "aggregator"};
+                                                  "aggregator", "byzantine"};
   for (const auto& [k, node] : root) {
     std::string key(k.str());
     if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
@@ -259,6 +283,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("eval_every", &x.eval_every);
     r.Read("log_every", &x.log_every);
     r.Read("seed", &x.seed);
+    r.Read("momentum", &x.momentum);
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
@@ -282,6 +307,31 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("name", &x.name);
     r.Read("f", &x.f);
     r.ReadRemainingNumbers(&x.params);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    const toml::table* bt = root["byzantine"].as_table();
+    SectionReader r(bt, "byzantine");
+    auto& x = c.byzantine;
+    r.Read("count", &x.count);
+    r.Read("attack", &x.attack);
+    r.Read("from_round", &x.from_round);
+    r.Read("scale", &x.scale);
+    r.Read("sigma", &x.sigma);
+    r.Read("tau", &x.tau);
+    r.Read("estimate_batches", &x.estimate_batches);
+    if (bt) {
+      if (const toml::node* ranks = bt->get("ranks")) {
+        const toml::array* arr = ranks->as_array();
+        if (!arr) return InvalidArgument("byzantine.ranks must be an array of integers");
+        for (const auto& e : *arr) {
+          auto v = e.value<int64_t>();
+          if (!v || *v < 0) return InvalidArgument("byzantine.ranks must hold ranks >= 0");
+          x.ranks.push_back(static_cast<int>(*v));
+        }
+        r.MarkUsed("ranks");
+      }
+    }
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   if (c.data.path.empty()) {

@@ -52,6 +52,7 @@ struct TrainConfig {
   int eval_every = 100;   // rounds between test evaluations (worker 0)
   int log_every = 10;
   uint64_t seed = 1;
+  double momentum = 0.0;  // worker-side Polyak momentum beta (MoNNA); 0 = off
 };
 
 struct OptimizerConfig {
@@ -77,6 +78,19 @@ struct AggregatorConfig {
   std::map<std::string, double> params;
 };
 
+// Byzantine workers: the last `count` ranks (or the listed `ranks`) push the
+// named attack instead of their gradient from round `from_round` on.
+struct ByzantineConfig {
+  int count = 0;
+  std::vector<int> ranks;
+  std::string attack = "random";
+  int from_round = 0;
+  double scale = 1.0;
+  double sigma = 200.0;
+  double tau = -1.0;  // attack default when negative
+  int estimate_batches = 5;
+};
+
 struct JobConfig {
   ClusterConfig cluster;
   DataConfig data;
@@ -87,6 +101,7 @@ struct JobConfig {
   bool has_embedding_optimizer = false;
   TablesConfig tables;
   AggregatorConfig aggregator;
+  ByzantineConfig byzantine;
   std::string source;  // the file it came from
 };
 

@@ -56,6 +56,7 @@ void MembershipClient::Loop() {
 
   while (!stop_) {
     Received r = sock->Recv(std::min(50, options_.heartbeat_ms));
+    if (r.status.code() == StatusCode::kCancelled) break;  // process is exiting
     auto now = Clock::now();
     if (r.status.ok()) {
       const Message& m = r.msg;

@@ -87,6 +87,15 @@ class Buffer {
     return Buffer(std::shared_ptr<const void>(holder, holder.get()), data, size);
   }
   static Buffer Copy(const void* data, size_t size);
+  // A buffer of n T's left uninitialized (no zero-fill: the caller writes
+  // every element through *data before sending).
+  template <typename T>
+  static Buffer Uninitialized(size_t n, T** data) {
+    std::shared_ptr<T[]> holder(new T[n]);
+    *data = holder.get();
+    return Buffer(std::shared_ptr<const void>(holder, holder.get()),
+                  reinterpret_cast<const std::byte*>(holder.get()), n * sizeof(T));
+  }
 
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }

@@ -158,6 +158,8 @@ class ZmqSocket final : public Socket {
       // loop can look at its stop flag.
       if (e.num() == EINTR) {
         out.status = DeadlineExceeded("interrupted");
+      } else if (e.num() == ETERM) {
+        out.status = Cancelled("ZeroMQ context terminated");
       } else {
         out.status = Unavailable(std::string("recv failed: ") + e.what());
       }

@@ -185,6 +185,28 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   to.seed = config.train.seed;
   to.dense_row_dim = static_cast<uint32_t>(config.tables.dense_row_dim);
   to.evaluate = my_rank == 0;
+  to.momentum = config.train.momentum;
+  const auto& bz = config.byzantine;
+  bool lies = std::find(bz.ranks.begin(), bz.ranks.end(), my_rank) != bz.ranks.end() ||
+              (bz.ranks.empty() && bz.count > 0 && my_rank >= config.cluster.workers - bz.count);
+  if (lies) {
+    to.byzantine.attack = bz.attack;
+    to.byzantine.from_round = bz.from_round;
+    to.byzantine.scale = bz.scale;
+    to.byzantine.sigma = bz.sigma;
+    to.byzantine.tau = bz.tau;
+    to.byzantine.estimate_batches = bz.estimate_batches;
+    to.byzantine.total_workers = config.cluster.workers;
+    to.byzantine.byzantine_workers = bz.ranks.empty() ? bz.count : static_cast<int>(bz.ranks.size());
+    to.byzantine.seed = config.train.seed * 1000 + static_cast<uint64_t>(my_rank);
+    PHX_RETURN_IF_ERROR(worker::ValidateByzantine(to.byzantine));
+    if (bz.attack == "label-flip") {
+      // This worker trains on flipped labels: y -> (classes - 1 - y).
+      for (auto& y : data.train.labels) y = static_cast<int32_t>(data.train.num_classes) - 1 - y;
+    }
+    spdlog::warn("worker rank {} is Byzantine: {} from round {}", my_rank, bz.attack,
+                 bz.from_round);
+  }
   worker::Trainer trainer(to, client.get(), model.get(), &data.train, std::move(shard), &data.test,
                           &out);
   double acc = -1;

@@ -219,19 +219,34 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
 }
 
 Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                                   const float* grads, int64_t round, bool all_servers) {
+                                   const float* grads, int64_t round, bool all_servers,
+                                   bool keys_unique) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
   uint64_t id = I.next_request++;
   Request& req = I.requests[id];
   req.dim = dim;
   req.deadline = Clock::now() + std::chrono::milliseconds(I.options.request_timeout_ms);
-  // Sum gradients of repeated keys, per shard.
   std::vector<std::vector<uint64_t>> shard_keys(I.servers.size());
   std::vector<std::vector<float>> shard_vals(I.servers.size());
+  if (keys_unique) {
+    // Caller guarantees distinct keys: route with one pass, copy rows once.
+    std::vector<int32_t> owner(keys.size());
+    std::vector<size_t> count(I.servers.size(), 0);
+    for (size_t i = 0; i < keys.size(); ++i) count[owner[i] = I.OwnerOf(keys[i])]++;
+    for (size_t s = 0; s < I.servers.size(); ++s) {
+      shard_keys[s].reserve(count[s]);
+      shard_vals[s].reserve(count[s] * dim);
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      shard_keys[owner[i]].push_back(keys[i]);
+      shard_vals[owner[i]].insert(shard_vals[owner[i]].end(), grads + i * dim, grads + (i + 1) * dim);
+    }
+  }
+  // Otherwise sum gradients of repeated keys, per shard.
   std::unordered_map<uint64_t, std::pair<int, uint32_t>> seen;
-  seen.reserve(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
+  if (!keys_unique) seen.reserve(keys.size());
+  for (size_t i = 0; i < keys.size() && !keys_unique; ++i) {
     auto it = seen.find(keys[i]);
     const float* g = grads + i * dim;
     if (it != seen.end()) {
@@ -312,8 +327,9 @@ Status Client::Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim
 }
 
 Status Client::Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                    const float* grads, int64_t round, bool all_servers) {
-  PHX_ASSIGN_OR_RETURN(uint64_t id, PushAsync(table, keys, dim, grads, round, all_servers));
+                    const float* grads, int64_t round, bool all_servers, bool keys_unique) {
+  PHX_ASSIGN_OR_RETURN(uint64_t id,
+                       PushAsync(table, keys, dim, grads, round, all_servers, keys_unique));
   return Wait(id);
 }
 

@@ -64,7 +64,8 @@ class Client {
   // the keys receive an empty push (so synchronous rounds know this worker is
   // done). Payloads are copied, so the caller may reuse its buffers at once.
   Result<uint64_t> PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                             const float* grads, int64_t round, bool all_servers);
+                             const float* grads, int64_t round, bool all_servers,
+                             bool keys_unique = false);
   // Blocks until request `id` completed on every shard; returns the first
   // shard error, Unavailable if a shard died, DeadlineExceeded on timeout.
   Status Wait(uint64_t id, PullResult* result = nullptr);
@@ -72,7 +73,7 @@ class Client {
   Status Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, int64_t min_version,
               float* out, PullResult* result = nullptr, bool keys_unique = false);
   Status Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, const float* grads,
-              int64_t round, bool all_servers = true);
+              int64_t round, bool all_servers = true, bool keys_unique = false);
 
   // Tells the scheduler this worker is done.
   void Leave();

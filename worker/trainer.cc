@@ -22,7 +22,8 @@ Trainer::Trainer(const TrainerOptions& options, Client* client, const Model* mod
       train_(train),
       shard_(std::move(shard)),
       test_(test),
-      progress_(progress) {
+      progress_(progress),
+      byzantine_(options.byzantine) {
   uint64_t rows = DenseRows(model_->dense_size(), options_.dense_row_dim);
   dense_keys_.resize(rows);
   std::iota(dense_keys_.begin(), dense_keys_.end(), 0);
@@ -61,6 +62,52 @@ Result<double> Trainer::Evaluate(int64_t min_version) {
     PHX_RETURN_IF_ERROR(PullRows(keys, min_version, &rows, &v));
   }
   return Accuracy(*model_, *test_, dense_.data(), rows);
+}
+
+void Trainer::ApplyMomentum(const SparseRows& rows, std::vector<float>* sparse_grad) {
+  const float beta = static_cast<float>(options_.momentum);
+  if (dense_momentum_.empty()) dense_momentum_.assign(dense_grad_.size(), 0.0f);
+  for (size_t i = 0; i < dense_grad_.size(); ++i) {
+    dense_momentum_[i] = beta * dense_momentum_[i] + (1 - beta) * dense_grad_[i];
+    dense_grad_[i] = dense_momentum_[i];
+  }
+  const size_t dim = model_->embedding_dim();
+  for (size_t j = 0; j < rows.keys.size(); ++j) {
+    auto& m = row_momentum_[rows.keys[j]];
+    if (m.empty()) m.assign(dim, 0.0f);
+    float* g = sparse_grad->data() + j * dim;
+    for (size_t c = 0; c < dim; ++c) {
+      m[c] = beta * m[c] + (1 - beta) * g[c];
+      g[c] = m[c];
+    }
+  }
+}
+
+Status Trainer::Lie(const std::vector<size_t>& batch, const SparseRows& rows,
+                    std::vector<float>* sparse_grad, const std::vector<size_t>& order,
+                    std::mt19937_64& rng) {
+  std::vector<float> samples;
+  if (byzantine_.needs_samples()) {
+    // Non-omniscient estimate of the honest gradients: this batch plus a few
+    // more from the attacker's own shard, at the current parameters.
+    samples = dense_grad_;
+    std::vector<float> g(dense_grad_.size());
+    std::vector<float> sg(sparse_grad->size());
+    std::uniform_int_distribution<size_t> pick(0, order.size() - 1);
+    for (int b = 1; b < byzantine_.sample_batches(); ++b) {
+      std::vector<size_t> extra;
+      for (size_t i = 0; i < batch.size(); ++i) extra.push_back(order[pick(rng)]);
+      std::fill(g.begin(), g.end(), 0.0f);
+      // Rows of keys outside this batch read as zero: the estimate covers the
+      // dense part only, which is what ALIE/FOE corrupt.
+      model_->LossAndGradient(*train_, extra, dense_.data(), rows, g.data(),
+                              sg.empty() ? nullptr : sg.data());
+      samples.insert(samples.end(), g.begin(), g.end());
+    }
+  }
+  PHX_RETURN_IF_ERROR(byzantine_.Corrupt(dense_grad_, samples));
+  byzantine_.CorruptRows(*sparse_grad);
+  return Status::Ok();
 }
 
 Status Trainer::Run(double* final_accuracy) {
@@ -109,15 +156,22 @@ Status Trainer::Run(double* final_accuracy) {
                                          sparse ? sparse_grad.data() : nullptr);
     loss_sum += loss;
     loss_count++;
+    if (byzantine_.active(step)) {
+      PHX_RETURN_IF_ERROR(Lie(batch, rows, &sparse_grad, order, rng));
+    } else if (options_.momentum > 0) {
+      ApplyMomentum(rows, &sparse_grad);
+    }
     // Issue both pushes, then wait for both: the shards work on them in parallel.
     PHX_ASSIGN_OR_RETURN(uint64_t dense_push,
                          client_->PushAsync(kDenseTable, dense_keys_, options_.dense_row_dim,
-                                            dense_grad_.data(), dense_version, true));
+                                            dense_grad_.data(), dense_version, true,
+                                            /*keys_unique=*/true));
     uint64_t sparse_push = 0;
     if (sparse) {
       PHX_ASSIGN_OR_RETURN(sparse_push,
                            client_->PushAsync(kEmbeddingTable, rows.keys, emb_dim,
-                                              sparse_grad.data(), sparse_version, true));
+                                              sparse_grad.data(), sparse_version, true,
+                                              /*keys_unique=*/true));
     }
     for (uint64_t id : {dense_push, sparse_push}) {
       if (id == 0) continue;

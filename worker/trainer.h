@@ -13,9 +13,12 @@
 #include <cstdint>
 #include <functional>
 #include <ostream>
+#include <random>
 #include <string>
+#include <unordered_map>
 
 #include "common/status.h"
+#include "worker/byzantine.h"
 #include "worker/client.h"
 #include "worker/dataset.h"
 #include "worker/model.h"
@@ -35,6 +38,10 @@ struct TrainerOptions {
   uint32_t dense_row_dim = 256;
   // Evaluate on the test set (worker 0 by default).
   bool evaluate = false;
+  // Worker-side Polyak momentum (MoNNA): push m = beta m + (1 - beta) g.
+  double momentum = 0.0;
+  // This worker lies: behaviour from `byzantine` (attack "none" = honest).
+  ByzantineOptions byzantine;
 };
 
 // Number of dense rows holding `dense_size` parameters.
@@ -56,6 +63,10 @@ class Trainer {
   Status PullRows(std::span<const uint64_t> keys, int64_t min_version, SparseRows* rows,
                   int64_t* version);
   Result<double> Evaluate(int64_t min_version);
+  void ApplyMomentum(const SparseRows& rows, std::vector<float>* sparse_grad);
+  Status Lie(const std::vector<size_t>& batch, const SparseRows& rows,
+             std::vector<float>* sparse_grad, const std::vector<size_t>& order,
+             std::mt19937_64& rng);
 
   TrainerOptions options_;
   Client* client_;
@@ -67,6 +78,9 @@ class Trainer {
   std::vector<uint64_t> dense_keys_;
   std::vector<float> dense_;
   std::vector<float> dense_grad_;
+  std::vector<float> dense_momentum_;
+  std::unordered_map<uint64_t, std::vector<float>> row_momentum_;
+  ByzantineBehaviour byzantine_;
 };
 
 }  // namespace phalanx::worker

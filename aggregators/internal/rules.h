@@ -40,11 +40,14 @@ Result<std::unique_ptr<Aggregator>> MakeKrum(bool multi, int f, ParamReader& par
 Result<std::unique_ptr<Aggregator>> MakeMda(int f, ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeMonna(int f, ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeBulyan(int f, ParamReader& params);
+// "nna": the mean of the n - f (or k) inputs nearest to a robust pivot
+// (geometric median, or Krum with pivot=1); specs §2.3 option 2.
+Result<std::unique_ptr<Aggregator>> MakeNna(int f, ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeGeometricMedian(ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeCenteredClipping(const AggregatorOptions& options,
                                                          ParamReader& params);
 Result<std::unique_ptr<Aggregator>> MakeFlag(const AggregatorOptions& options, ParamReader& params);
-// NNM(f) followed by `inner`; display name e.g. "nnm+krum" or "nna".
+// NNM(f) followed by `inner`; display name e.g. "nnm+krum" or "nnm+mean".
 std::unique_ptr<Aggregator> MakeNnmPipeline(std::string name, int f,
                                             std::unique_ptr<Aggregator> inner);
 

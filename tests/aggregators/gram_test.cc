@@ -37,6 +37,9 @@ std::vector<RuleCase> AllRules() {
       {"mda", {}},
       {"bulyan", {}},
       {"nna", {}},
+      {"nna", {{"pivot", 1}}},
+      {"nna", {{"k", 3}}},
+      {"nnm+mean", {}},
       {"monna", {{"idx", 2}}},
       {"flag", {}},
       {"flag", {{"r", 3}, {"lambda", 4}, {"n_its", 5}}},
@@ -120,7 +123,7 @@ TEST_P(GramAgreementTest, DirectEqualsSlicedGramForEveryRule) {
     ASSERT_TRUE(sliced.ok()) << sliced.status().ToString();
     EXPECT_LE(ScaledDiff(*sliced, *direct), 1e-9);
     if (rc.name == "krum" || rc.name == "multi-krum" || rc.name == "mda" || rc.name == "bulyan" ||
-        rc.name == "monna") {
+        rc.name == "monna" || rc.name == "nna") {
       if (kind != Kind::kDuplicates) {
         EXPECT_EQ(gram_rule->selected(), direct_rule->selected());
       }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "aggregators/aggregator.h"
+#include "aggregators/gram.h"
 #include "aggregators/preaggregators.h"
 
 namespace phalanx::aggregators {
@@ -57,6 +58,14 @@ TEST(Registry, RejectsUnknownNamesAndParameters) {
   EXPECT_FALSE(CreateAggregator({"geometric-median", 0, {{"T", 2.5}}, 1}).ok());
   EXPECT_FALSE(CreateAggregator({"flag", 0, {{"eps", 0}}, 1}).ok());
   EXPECT_TRUE(CreateAggregator({"trmean", 1, {}, 1}).ok());
+  EXPECT_TRUE(CreateAggregator({"nnm+mean", 1, {}, 1}).ok());
+  auto pivot = CreateAggregator({"nna", 1, {{"pivot", 2}}, 1});
+  ASSERT_FALSE(pivot.ok());
+  EXPECT_NE(pivot.status().message().find("pivot"), std::string::npos);
+  EXPECT_FALSE(CreateAggregator({"nna", 1, {{"pivot", 0.5}}, 1}).ok());
+  EXPECT_FALSE(CreateAggregator({"nna", 1, {{"k", -1}}, 1}).ok());
+  EXPECT_FALSE(
+      CreateAggregator({"nna", 1, {{"T", 10}}, 1}).ok());  // pivot params are not forwarded
 }
 
 struct FCase {
@@ -69,11 +78,19 @@ struct FCase {
 
 TEST(Registry, ValidatesFAgainstN) {
   const std::vector<FCase> bad = {
-      {"krum", 4, 2, {}, "n > 2f"},       {"krum", 6, 2, {{"paper", 1}}, "n > 2f+2"},
-      {"multi-krum", 5, 3, {}, "n > 2f"}, {"trimmed-mean", 4, 2, {}, "n > 2f"},
-      {"meamed", 4, 2, {}, "n > 2f"},     {"mda", 6, 3, {}, "n > 2f"},
-      {"monna", 6, 3, {}, "n > 2f"},      {"monna", 6, 1, {{"idx", 6}}, "idx"},
-      {"bulyan", 10, 2, {}, "n >= 4f+3"}, {"nna", 3, 3, {}, "f < n"},
+      {"krum", 4, 2, {}, "n > 2f"},
+      {"krum", 6, 2, {{"paper", 1}}, "n > 2f+2"},
+      {"multi-krum", 5, 3, {}, "n > 2f"},
+      {"trimmed-mean", 4, 2, {}, "n > 2f"},
+      {"meamed", 4, 2, {}, "n > 2f"},
+      {"mda", 6, 3, {}, "n > 2f"},
+      {"monna", 6, 3, {}, "n > 2f"},
+      {"monna", 6, 1, {{"idx", 6}}, "idx"},
+      {"bulyan", 10, 2, {}, "n >= 4f+3"},
+      {"nna", 4, 2, {}, "n > 2f"},
+      {"nna", 6, 3, {{"pivot", 1}}, "n > 2f"},
+      {"nna", 5, 1, {{"k", 6}}, "k=6"},
+      {"nnm+mean", 3, 3, {}, "f < n"},
       {"nnm+median", 3, 3, {}, "f < n"},
   };
   for (const FCase& c : bad) {
@@ -95,6 +112,8 @@ TEST(Registry, ValidatesFAgainstN) {
   EXPECT_TRUE(MustCreate("krum", 2)->Aggregate(Honest(5, 5, 1)).ok());
   EXPECT_TRUE(MustCreate("krum", 2, {{"paper", 1}})->Aggregate(Honest(5, 7, 1)).ok());
   EXPECT_TRUE(MustCreate("bulyan", 2)->Aggregate(Honest(5, 11, 1)).ok());
+  EXPECT_TRUE(MustCreate("nna", 2)->Aggregate(Honest(5, 5, 1)).ok());
+  EXPECT_TRUE(MustCreate("nna", 2, {{"pivot", 1}})->Aggregate(Honest(5, 5, 1)).ok());
 }
 
 TEST(Registry, RejectsNonFiniteAndEmptyInputs) {
@@ -131,6 +150,7 @@ std::vector<std::string> SymmetricRules() {
           "mda",
           "bulyan",
           "nna",
+          "nnm+mean",
           "flag",
           "nnm+krum",
           "nnm+trimmed-mean",
@@ -158,7 +178,7 @@ TEST(Properties, IdentityOnIdenticalInputs) {
   const Eigen::MatrixXd x = v.replicate(1, 11);
   for (const char* name :
        {"mean", "median", "trimmed-mean", "meamed", "krum", "multi-krum", "geometric-median", "mda",
-        "bulyan", "nna", "monna", "nnm+krum", "nnm+geometric-median"}) {
+        "bulyan", "nna", "monna", "nnm+mean", "nnm+krum", "nnm+geometric-median"}) {
     SCOPED_TRACE(name);
     auto out = MustCreate(name, 2)->Aggregate(x);
     ASSERT_TRUE(out.ok());
@@ -175,12 +195,12 @@ TEST(Properties, BoundedUnderByzantineInputs) {
   Eigen::MatrixXd x = Honest(40, n, 6);
   for (int i = 0; i < f; ++i) x.col(i).setConstant(1e6 * (i % 2 == 0 ? 1 : -1));
   const double honest_max = x.rightCols(n - f).cwiseAbs().maxCoeff();
-  // Not nna: NNM followed by a plain mean still averages the Byzantine rows'
-  // own mixtures (each is 1/(n-f) of an outlier), so it is only bounded
-  // relative to the outliers' size.
+  // Not nnm+mean (the former nna): NNM followed by a plain mean still averages
+  // the Byzantine rows' own mixtures (each is 1/(n-f) of an outlier), so it is
+  // only bounded relative to the outliers' size. nna's robust pivot is.
   for (const char* name :
        {"median", "trimmed-mean", "meamed", "krum", "multi-krum", "geometric-median", "mda",
-        "bulyan", "flag", "nnm+krum", "nnm+trimmed-mean", "nnm+median"}) {
+        "bulyan", "flag", "nna", "nnm+krum", "nnm+trimmed-mean", "nnm+median"}) {
     SCOPED_TRACE(name);
     auto out = MustCreate(name, f)->Aggregate(x);
     ASSERT_TRUE(out.ok());
@@ -208,6 +228,43 @@ TEST(Properties, CenteredClippingIsStatefulInTheDirectForm) {
   // A centre of the wrong dimension is an error, not a crash.
   o.center = Eigen::VectorXd::Zero(3);
   EXPECT_FALSE((*CreateAggregator(o))->Aggregate(x).ok());
+}
+
+// The cluster failure that motivated nna's robust pivot (specs §2.3): 15
+// inputs, 3 of them U[0,1)^d. The Byzantine rows' own NNM mixtures keep 3/12
+// of the random vectors, so nnm+mean (the former nna) is biased by ~0.025 per
+// coordinate; nna averages the n-f rows nearest the geometric median (or
+// Krum) pivot, which are exactly the honest ones.
+TEST(Properties, NnaRobustPivotResistsUniformNoise) {
+  const int n = 15, f = 3, d = 1000;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::normal_distribution<double> normal(0.0, 0.1);
+  Eigen::VectorXd mu(d);
+  for (int j = 0; j < d; ++j) mu[j] = 0.01 * ((j % 7) - 3);  // |mu| small
+  Eigen::MatrixXd x(d, n);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < d; ++j) x(j, i) = i < f ? uniform(rng) : mu[j] + normal(rng);
+  }
+  const Eigen::VectorXd honest_mean = x.rightCols(n - f).rowwise().mean();
+  std::vector<int> honest(n - f);
+  for (int i = 0; i < n - f; ++i) honest[i] = f + i;
+  for (double pivot : {0.0, 1.0}) {
+    SCOPED_TRACE(pivot);
+    auto rule = MustCreate("nna", f, {{"pivot", pivot}});
+    auto out = rule->Aggregate(x);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_LE((*out - honest_mean).norm(), 1e-9);
+    EXPECT_EQ(rule->selected(), honest);
+    auto gram_rule = MustCreate("nna", f, {{"pivot", pivot}});
+    auto sliced = AggregateViaGram(*gram_rule, x, 3);
+    ASSERT_TRUE(sliced.ok()) << sliced.status().ToString();
+    EXPECT_LE((*sliced - honest_mean).norm(), 1e-9);
+    EXPECT_EQ(gram_rule->selected(), honest);
+  }
+  auto old = MustCreate("nnm+mean", f)->Aggregate(x);
+  ASSERT_TRUE(old.ok());
+  EXPECT_GT((*old - honest_mean).norm(), 0.5);
 }
 
 TEST(Properties, MdaTakesLexicographicallyFirstMinimalSubset) {

@@ -58,6 +58,10 @@ TEST(ConfigTest, OverridesApplyBeforeValidation) {
   EXPECT_EQ(c->aggregator.name, "median");
   EXPECT_FALSE(c->cluster.http);
   EXPECT_FALSE(ParseConfig("", {"train.rounds=0"}).ok());
+  auto nan = ParseConfig("[cluster]\nworkers = 4\n", {"byzantine.count=1", "byzantine.attack=nan"});
+  ASSERT_TRUE(nan.ok()) << nan.status().ToString();
+  EXPECT_EQ(nan->byzantine.attack, "nan");
+  EXPECT_FALSE(ParseConfig("", {"optimizer.learning_rate=nan"}).ok());
   EXPECT_FALSE(ParseConfig("", {"rounds=3"}).ok());
   EXPECT_FALSE(ParseConfig("", {"train.nosuch=3"}).ok());
 }

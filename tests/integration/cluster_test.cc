@@ -295,3 +295,41 @@ TEST_F(BadInputTest, NonFiniteGradientsAreDroppedNotApplied) {
 
 }  // namespace
 }  // namespace phalanx
+
+namespace phalanx {
+namespace {
+
+// Byzantine workers on a real cluster: NaN gradients are dropped on every
+// shard, and random gradients break the mean but not the Flag aggregator.
+TEST(ByzantineClusterTest, NanWorkersAreDroppedAndTrainingContinues) {
+  fs::path out = TempDir("nan");
+  int code = 0;
+  auto summary = Launch(Config("fashion-mnist-softmax"), out,
+                        {"train.rounds=200", "train.eval_every=200", "byzantine.count=1",
+                         "byzantine.attack=nan"},
+                        &code);
+  ASSERT_EQ(code, 0) << std::ifstream(out / "launcher.log").rdbuf();
+  EXPECT_GE(summary["final_test_accuracy"].get<double>(), 0.75);
+}
+
+TEST(ByzantineClusterTest, RandomGradientsBreakMeanNotFlag) {
+  std::vector<std::string> sets = {"cluster.workers=7", "train.rounds=300", "model.hidden=32",
+                                   "train.eval_every=300", "byzantine.count=2",
+                                   "byzantine.attack=random", "aggregator.f=2"};
+  fs::path out = TempDir("random-mean");
+  int code = 0;
+  auto s = sets;
+  s.push_back("aggregator.name=mean");
+  auto mean = Launch(Config("fashion-mnist-mlp"), out, s, &code);
+  ASSERT_EQ(code, 0);
+  fs::path out2 = TempDir("random-flag");
+  s = sets;
+  s.push_back("aggregator.name=flag");
+  auto flag = Launch(Config("fashion-mnist-mlp"), out2, s, &code);
+  ASSERT_EQ(code, 0);
+  EXPECT_LT(mean["final_test_accuracy"].get<double>(), 0.3);
+  EXPECT_GT(flag["final_test_accuracy"].get<double>(), 0.65);
+}
+
+}  // namespace
+}  // namespace phalanx
