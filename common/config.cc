@@ -1,9 +1,10 @@
 #include "common/config.h"
 
+#include <toml++/toml.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace phalanx {
 namespace {
@@ -12,7 +13,8 @@ namespace {
 // leftovers can be reported as unknown.
 class SectionReader {
  public:
-  SectionReader(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
+  SectionReader(const toml::table* table, std::string name)
+      : table_(table), name_(std::move(name)) {}
 
   template <typename T>
   void Read(const char* key, T* out) {
@@ -22,22 +24,35 @@ class SectionReader {
     used_.insert(key);
     std::string where = name_ + "." + key;
     if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node->value<bool>()) { *out = *v; return; }
+      if (auto v = node->value<bool>()) {
+        *out = *v;
+        return;
+      }
       status_ = InvalidArgument(where + " must be true or false");
     } else if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = node->value<std::string>()) { *out = *v; return; }
+      if (auto v = node->value<std::string>()) {
+        *out = *v;
+        return;
+      }
       status_ = InvalidArgument(where + " must be a string");
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (auto v = node->value<double>()) { *out = static_cast<T>(*v); return; }
+      if (auto v = node->value<double>()) {
+        *out = static_cast<T>(*v);
+        return;
+      }
       status_ = InvalidArgument(where + " must be a number");
     } else {
       if (node->is_integer()) {
         int64_t v = *node->value<int64_t>();
         if constexpr (std::is_unsigned_v<T>) {
-          if (v < 0) { status_ = InvalidArgument(where + " must not be negative"); return; }
+          if (v < 0) {
+            status_ = InvalidArgument(where + " must not be negative");
+            return;
+          }
         }
         if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-            (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+            (v > 0 &&
+             static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
           status_ = InvalidArgument(where + " is out of range");
           return;
         }
@@ -129,7 +144,8 @@ Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig*
   if (!(o->learning_rate > 0) || !std::isfinite(o->learning_rate)) {
     return InvalidArgument(where + "learning_rate must be a positive number");
   }
-  if (o->momentum < 0 || o->momentum >= 1) return InvalidArgument(where + "momentum must be in [0, 1)");
+  if (o->momentum < 0 || o->momentum >= 1)
+    return InvalidArgument(where + "momentum must be in [0, 1)");
   if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1) {
     return InvalidArgument(where + "beta1 and beta2 must be in [0, 1)");
   }
@@ -140,8 +156,10 @@ Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig*
 
 Status Validate(const JobConfig& c) {
   const auto& cl = c.cluster;
-  if (cl.servers < 1 || cl.servers > 256) return InvalidArgument("cluster.servers must be in [1, 256]");
-  if (cl.workers < 1 || cl.workers > 4096) return InvalidArgument("cluster.workers must be in [1, 4096]");
+  if (cl.servers < 1 || cl.servers > 256)
+    return InvalidArgument("cluster.servers must be in [1, 256]");
+  if (cl.workers < 1 || cl.workers > 4096)
+    return InvalidArgument("cluster.workers must be in [1, 4096]");
   if (cl.mode != "sync" && cl.mode != "async") {
     return InvalidArgument("cluster.mode must be sync or async, got '" + cl.mode + "'");
   }
@@ -166,16 +184,19 @@ Status Validate(const JobConfig& c) {
   if (d.max_train < 0 || d.max_test < 0) return InvalidArgument("data.max_train/max_test >= 0");
   const auto& m = c.model;
   if (m.kind != "softmax" && m.kind != "mlp" && m.kind != "embedding-bag") {
-    return InvalidArgument("model.kind must be softmax, mlp or embedding-bag, got '" + m.kind + "'");
+    return InvalidArgument("model.kind must be softmax, mlp or embedding-bag, got '" + m.kind +
+                           "'");
   }
-  if (m.hidden < 1 || m.hidden > 65536) return InvalidArgument("model.hidden must be in [1, 65536]");
+  if (m.hidden < 1 || m.hidden > 65536)
+    return InvalidArgument("model.hidden must be in [1, 65536]");
   if (m.embedding_dim < 1 || m.embedding_dim > 4096) {
     return InvalidArgument("model.embedding_dim must be in [1, 4096]");
   }
   if (m.l2 < 0) return InvalidArgument("model.l2 must not be negative");
   if ((m.kind == "embedding-bag") != (d.dataset != "fashion-mnist")) {
     if (m.kind == "embedding-bag" && d.dataset == "fashion-mnist") {
-      return InvalidArgument("model.kind embedding-bag needs a sparse data set (spam-assassin, libsvm)");
+      return InvalidArgument(
+          "model.kind embedding-bag needs a sparse data set (spam-assassin, libsvm)");
     }
     if (d.dataset == "spam-assassin") {
       return InvalidArgument("data.dataset spam-assassin needs model.kind = embedding-bag");
@@ -183,8 +204,10 @@ Status Validate(const JobConfig& c) {
   }
   const auto& t = c.train;
   if (t.rounds < 1) return InvalidArgument("train.rounds must be >= 1");
-  if (t.batch_size < 1 || t.batch_size > 1 << 20) return InvalidArgument("train.batch_size must be >= 1");
-  if (t.eval_every < 1 || t.log_every < 1) return InvalidArgument("train.eval_every/log_every >= 1");
+  if (t.batch_size < 1 || t.batch_size > 1 << 20)
+    return InvalidArgument("train.batch_size must be >= 1");
+  if (t.eval_every < 1 || t.log_every < 1)
+    return InvalidArgument("train.eval_every/log_every >= 1");
   if (c.tables.dense_row_dim < 1 || c.tables.dense_row_dim > 65536) {
     return InvalidArgument("tables.dense_row_dim must be in [1, 65536]");
   }
@@ -196,11 +219,13 @@ Status Validate(const JobConfig& c) {
     return InvalidArgument("train.momentum must be in [0, 1)");
   }
   {
-    static const std::set<std::string> kAttacks = {"none", "random", "sign-flip", "gaussian", "alie",
-                                                   "foe", "label-flip", "nan", "inf"};
+    static const std::set<std::string> kAttacks = {
+        "none", "random", "sign-flip", "gaussian", "alie", "foe", "label-flip", "nan", "inf"};
     if (!kAttacks.count(c.byzantine.attack)) {
-      return InvalidArgument("byzantine.attack must be one of none, random, sign-flip, gaussian, "
-                             "alie, foe, label-flip, nan, inf; got '" + c.byzantine.attack + "'");
+      return InvalidArgument(
+          "byzantine.attack must be one of none, random, sign-flip, gaussian, "
+          "alie, foe, label-flip, nan, inf; got '" +
+          c.byzantine.attack + "'");
     }
   }
   if (c.byzantine.count < 0 || c.byzantine.count >= c.cluster.workers) {
@@ -226,9 +251,9 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
   }
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
 
-  static const std::set<std::string> kSections = {"cluster", "data", "model", "train",
-                                                  "optimizer", "embedding_optimizer", "tables",
-                                                  "aggregator", "byzantine"};
+  static const std::set<std::string> kSections = {"cluster", "data",       "model",
+                                                  "train",   "optimizer",  "embedding_optimizer",
+                                                  "tables",  "aggregator", "byzantine"};
   for (const auto& [k, node] : root) {
     std::string key(k.str());
     if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");

@@ -16,17 +16,17 @@ namespace phalanx {
 struct ClusterConfig {
   int servers = 2;
   int workers = 4;
-  std::string mode = "sync";        // sync | async
-  std::string host = "127.0.0.1";   // address every node binds and advertises
-  uint32_t num_slots = 1024;        // key slots; slot -> server table in the view
+  std::string mode = "sync";       // sync | async
+  std::string host = "127.0.0.1";  // address every node binds and advertises
+  uint32_t num_slots = 1024;       // key slots; slot -> server table in the view
   int heartbeat_ms = 300;
-  int heartbeat_timeout_ms = 3000;  // a node silent this long is dead
-  int register_timeout_ms = 30000;  // give up reaching the scheduler after this
-  int formation_timeout_ms = 300000;  // wait this long for every node to register
-  int round_timeout_ms = 30000;     // sync: close a round without missing workers
-  int request_timeout_ms = 120000;  // worker pull/push deadline
+  int heartbeat_timeout_ms = 3000;        // a node silent this long is dead
+  int register_timeout_ms = 30000;        // give up reaching the scheduler after this
+  int formation_timeout_ms = 300000;      // wait this long for every node to register
+  int round_timeout_ms = 30000;           // sync: close a round without missing workers
+  int request_timeout_ms = 120000;        // worker pull/push deadline
   bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies
-  bool http = true;                 // serve /metrics and /status on every process
+  bool http = true;                       // serve /metrics and /status on every process
 };
 
 struct DataConfig {
@@ -34,8 +34,8 @@ struct DataConfig {
   std::string path;                       // default per dataset
   std::string test_path;                  // libsvm only
   uint64_t seed = 1;
-  double test_fraction = 0.2;             // spam-assassin
-  int64_t max_train = 0;                  // 0 = all examples
+  double test_fraction = 0.2;  // spam-assassin
+  int64_t max_train = 0;       // 0 = all examples
   int64_t max_test = 0;
 };
 
@@ -47,9 +47,9 @@ struct ModelConfig {
 };
 
 struct TrainConfig {
-  int rounds = 1000;      // per worker
+  int rounds = 1000;  // per worker
   int batch_size = 64;
-  int eval_every = 100;   // rounds between test evaluations (worker 0)
+  int eval_every = 100;  // rounds between test evaluations (worker 0)
   int log_every = 10;
   uint64_t seed = 1;
   double momentum = 0.0;  // worker-side Polyak momentum beta (MoNNA); 0 = off
@@ -66,8 +66,8 @@ struct OptimizerConfig {
 };
 
 struct TablesConfig {
-  int dense_row_dim = 256;          // dense parameters are rows of this many floats
-  double dense_init_scale = 0.05;   // uniform [-s, s]
+  int dense_row_dim = 256;         // dense parameters are rows of this many floats
+  double dense_init_scale = 0.05;  // uniform [-s, s]
   double embedding_init_scale = 0.01;
   uint64_t seed = 7;
 };

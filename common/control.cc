@@ -87,9 +87,12 @@ Result<T> Decode(const std::string& bytes, const char* what, Fn&& fn) {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kScheduler: return "scheduler";
-    case Role::kServer: return "server";
-    case Role::kWorker: return "worker";
+    case Role::kScheduler:
+      return "scheduler";
+    case Role::kServer:
+      return "server";
+    case Role::kWorker:
+      return "worker";
   }
   return "unknown";
 }

@@ -16,7 +16,7 @@ const char* RoleName(Role role);
 
 struct NodeInfo {
   int32_t id = -1;
-  int32_t rank = -1;     // rank within its role
+  int32_t rank = -1;  // rank within its role
   Role role = Role::kWorker;
   std::string host;
   int32_t data_port = 0;  // servers: request port
@@ -25,7 +25,7 @@ struct NodeInfo {
 };
 
 struct RegisterBody {
-  NodeInfo node;              // id/rank ignored unless re-registering
+  NodeInfo node;                // id/rank ignored unless re-registering
   int32_t requested_rank = -1;  // a replacement asks for a given rank
 };
 
@@ -38,8 +38,8 @@ struct RegisterAck {
 struct ClusterView {
   int64_t epoch = 0;
   uint32_t num_slots = 0;
-  std::vector<NodeInfo> servers;  // index = server rank
-  std::vector<NodeInfo> workers;  // index = worker rank
+  std::vector<NodeInfo> servers;    // index = server rank
+  std::vector<NodeInfo> workers;    // index = worker rank
   std::vector<int32_t> slot_owner;  // slot -> server rank
 
   int live_workers() const;

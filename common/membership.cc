@@ -23,9 +23,8 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
   std::unique_ptr<MembershipClient> c(new MembershipClient(options));
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   std::unique_lock<std::mutex> lock(c->mu_);
-  bool ok = c->cv_.wait_for(lock, std::chrono::milliseconds(options.register_timeout_ms), [&] {
-    return c->registered_.load() || !c->fatal_.empty();
-  });
+  bool ok = c->cv_.wait_for(lock, std::chrono::milliseconds(options.register_timeout_ms),
+                            [&] { return c->registered_.load() || !c->fatal_.empty(); });
   if (!c->fatal_.empty()) return Unavailable(c->fatal_);
   if (!ok) {
     return DeadlineExceeded("no answer from the scheduler at " + options.scheduler_endpoint +
@@ -47,7 +46,8 @@ void MembershipClient::Loop() {
     RegisterBody body;
     body.node = options_.self;
     body.requested_rank = rank_.load() >= 0 ? rank_.load() : options_.requested_rank;
-    (void)sock->Send(MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body)));
+    (void)sock->Send(
+        MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body)));
   };
   send_register();
   auto last_register = Clock::now();
@@ -152,9 +152,8 @@ void MembershipClient::Loop() {
 
 Result<ClusterView> MembershipClient::WaitForView(int64_t min_epoch, int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
-    return view_.epoch >= min_epoch || shutdown_.load();
-  });
+  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                         [&] { return view_.epoch >= min_epoch || shutdown_.load(); });
   if (!ok) return DeadlineExceeded("no cluster view within " + std::to_string(timeout_ms) + " ms");
   if (view_.epoch < min_epoch) return Cancelled("scheduler shut the cluster down");
   return view_;
@@ -179,9 +178,8 @@ Status MembershipClient::Barrier(const std::string& name, int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
   int64_t before = barrier_released_[name];
   barrier_requests_.push_back(name);
-  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
-    return barrier_released_[name] > before || shutdown_.load();
-  });
+  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                         [&] { return barrier_released_[name] > before || shutdown_.load(); });
   if (!ok) return DeadlineExceeded("barrier '" + name + "' not released in time");
   if (barrier_released_[name] <= before) return Cancelled("cluster shut down during barrier");
   return Status::Ok();

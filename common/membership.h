@@ -70,12 +70,12 @@ class MembershipClient {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  ClusterView view_;                      // guarded by mu_
-  std::deque<std::string> barrier_requests_;  // guarded by mu_
+  ClusterView view_;                                 // guarded by mu_
+  std::deque<std::string> barrier_requests_;         // guarded by mu_
   std::map<std::string, int64_t> barrier_released_;  // name -> count, guarded by mu_
-  bool leave_requested_ = false;          // guarded by mu_
+  bool leave_requested_ = false;                     // guarded by mu_
   std::function<void(const ClusterView&)> view_cb_;  // guarded by mu_
-  std::string fatal_;                     // guarded by mu_
+  std::string fatal_;                                // guarded by mu_
   std::thread thread_;
 };
 

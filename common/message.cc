@@ -9,22 +9,38 @@ namespace phalanx {
 
 const char* MsgTypeName(MsgType type) {
   switch (type) {
-    case MsgType::kInvalid: return "Invalid";
-    case MsgType::kRegister: return "Register";
-    case MsgType::kRegisterAck: return "RegisterAck";
-    case MsgType::kClusterView: return "ClusterView";
-    case MsgType::kHeartbeat: return "Heartbeat";
-    case MsgType::kBarrier: return "Barrier";
-    case MsgType::kBarrierRelease: return "BarrierRelease";
-    case MsgType::kLeave: return "Leave";
-    case MsgType::kShutdown: return "Shutdown";
-    case MsgType::kPull: return "Pull";
-    case MsgType::kPullResponse: return "PullResponse";
-    case MsgType::kPush: return "Push";
-    case MsgType::kPushAck: return "PushAck";
-    case MsgType::kError: return "Error";
-    case MsgType::kGramPartial: return "GramPartial";
-    case MsgType::kGramPlan: return "GramPlan";
+    case MsgType::kInvalid:
+      return "Invalid";
+    case MsgType::kRegister:
+      return "Register";
+    case MsgType::kRegisterAck:
+      return "RegisterAck";
+    case MsgType::kClusterView:
+      return "ClusterView";
+    case MsgType::kHeartbeat:
+      return "Heartbeat";
+    case MsgType::kBarrier:
+      return "Barrier";
+    case MsgType::kBarrierRelease:
+      return "BarrierRelease";
+    case MsgType::kLeave:
+      return "Leave";
+    case MsgType::kShutdown:
+      return "Shutdown";
+    case MsgType::kPull:
+      return "Pull";
+    case MsgType::kPullResponse:
+      return "PullResponse";
+    case MsgType::kPush:
+      return "Push";
+    case MsgType::kPushAck:
+      return "PushAck";
+    case MsgType::kError:
+      return "Error";
+    case MsgType::kGramPartial:
+      return "GramPartial";
+    case MsgType::kGramPlan:
+      return "GramPlan";
   }
   return "Unknown";
 }
@@ -130,7 +146,8 @@ Status ValidateMessage(const Message& msg, const WireLimits& limits) {
     return InvalidArgument("num_values " + std::to_string(h.num_values) + " over limit " +
                            std::to_string(limits.max_values));
   }
-  if (h.dim > limits.max_dim) return InvalidArgument("dim " + std::to_string(h.dim) + " over limit");
+  if (h.dim > limits.max_dim)
+    return InvalidArgument("dim " + std::to_string(h.dim) + " over limit");
   if (msg.keys.size() != h.num_keys * sizeof(uint64_t)) {
     return InvalidArgument("key frame has " + std::to_string(msg.keys.size()) +
                            " bytes for num_keys " + std::to_string(h.num_keys));

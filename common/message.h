@@ -27,14 +27,14 @@ inline constexpr uint16_t kWireVersion = 1;
 enum class MsgType : uint8_t {
   kInvalid = 0,
   // node <-> scheduler
-  kRegister = 1,       // body: RegisterBody
-  kRegisterAck = 2,    // body: RegisterAck
-  kClusterView = 3,    // body: ClusterView
-  kHeartbeat = 4,      // no body
-  kBarrier = 5,        // body: BarrierBody
-  kBarrierRelease = 6, // body: BarrierBody
-  kLeave = 7,          // worker finished; no body
-  kShutdown = 8,       // scheduler tells nodes to exit; no body
+  kRegister = 1,        // body: RegisterBody
+  kRegisterAck = 2,     // body: RegisterAck
+  kClusterView = 3,     // body: ClusterView
+  kHeartbeat = 4,       // no body
+  kBarrier = 5,         // body: BarrierBody
+  kBarrierRelease = 6,  // body: BarrierBody
+  kLeave = 7,           // worker finished; no body
+  kShutdown = 8,        // scheduler tells nodes to exit; no body
   // worker <-> server
   kPull = 20,          // keys; round = min version to wait for
   kPullResponse = 21,  // keys echoed? no: values in key order; round = version served
@@ -42,8 +42,8 @@ enum class MsgType : uint8_t {
   kPushAck = 23,       // round = version after apply (async) or round accepted
   kError = 30,         // status_code + body: error message
   // server <-> server (the round coordinator)
-  kGramPartial = 40,   // round, table_id; body: ps::internal::GramPartial
-  kGramPlan = 41,      // round, table_id; body: ps::internal::RoundPlan
+  kGramPartial = 40,  // round, table_id; body: ps::internal::GramPartial
+  kGramPlan = 41,     // round, table_id; body: ps::internal::RoundPlan
 };
 
 const char* MsgTypeName(MsgType type);
@@ -54,15 +54,15 @@ struct Header {
   uint16_t version = kWireVersion;
   MsgType type = MsgType::kInvalid;
   uint8_t flags = 0;
-  int32_t sender = -1;       // node id; -1 before registration
+  int32_t sender = -1;  // node id; -1 before registration
   uint64_t request_id = 0;
   int64_t round = 0;
   uint32_t table_id = 0;
-  uint32_t dim = 0;          // floats per key in values
+  uint32_t dim = 0;  // floats per key in values
   uint64_t num_keys = 0;
   uint64_t num_values = 0;
-  int32_t status_code = 0;   // StatusCode for kError
-  uint64_t checksum = 0;     // XXH3 of key and value bytes; 0 when not computed
+  int32_t status_code = 0;  // StatusCode for kError
+  uint64_t checksum = 0;    // XXH3 of key and value bytes; 0 when not computed
 
   template <class Archive>
   void serialize(Archive& ar) {
@@ -119,9 +119,9 @@ class Buffer {
 
 struct Message {
   Header header;
-  Buffer keys;        // num_keys uint64
-  Buffer values;      // num_values float
-  std::string body;   // control body (cereal) or error text
+  Buffer keys;       // num_keys uint64
+  Buffer values;     // num_values float
+  std::string body;  // control body (cereal) or error text
 
   std::span<const uint64_t> key_span() const { return keys.as<uint64_t>(); }
   std::span<const float> value_span() const { return values.as<float>(); }
@@ -129,10 +129,10 @@ struct Message {
 
 // Bounds applied when decoding bytes from the network.
 struct WireLimits {
-  uint64_t max_keys = 64ull << 20;       // 64 M keys per message
-  uint64_t max_values = 512ull << 20;    // 512 M floats (2 GiB) per message
+  uint64_t max_keys = 64ull << 20;     // 64 M keys per message
+  uint64_t max_values = 512ull << 20;  // 512 M floats (2 GiB) per message
   uint32_t max_dim = 1 << 16;
-  size_t max_body_bytes = 4 << 20;       // control bodies and error texts
+  size_t max_body_bytes = 4 << 20;  // control bodies and error texts
   bool verify_checksum = true;
 };
 

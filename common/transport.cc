@@ -59,8 +59,8 @@ class ZmqSocket final : public Socket {
   ZmqSocket(Kind kind, const WireLimits& limits)
       : kind_(kind),
         limits_(limits),
-        socket_(Context(), kind == Kind::kRouter ? zmq::socket_type::router
-                                                 : zmq::socket_type::dealer) {
+        socket_(Context(),
+                kind == Kind::kRouter ? zmq::socket_type::router : zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::sndtimeo, 5000);
     // Bound the largest frame ZeroMQ will accept: the value frame at its limit.

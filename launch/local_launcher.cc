@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 struct Child {
   std::string name;  // "scheduler", "server-0", "worker-3"
   pid_t pid = -1;
-  int stdout_fd = -1;  // read end, or -1
+  int stdout_fd = -1;   // read end, or -1
   std::string partial;  // unfinished line
   bool exited = false;
   int status = 0;
@@ -44,8 +44,10 @@ Result<Child> Spawn(const std::string& name, const std::vector<std::string>& arg
   if (pid == 0) {
     // Child: own process group member of ours, so Ctrl-C reaches it too; the
     // launcher still sends SIGTERM explicitly.
-    if (capture) dup2(fds[1], 1);
-    else dup2(log, 1);
+    if (capture)
+      dup2(fds[1], 1);
+    else
+      dup2(log, 1);
     dup2(log, 2);
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -153,7 +155,8 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
   }
   std::error_code ec;
   fs::create_directories(fs::path(options.out_dir) / "logs", ec);
-  if (ec) return Unavailable("cannot create output folder " + options.out_dir + ": " + ec.message());
+  if (ec)
+    return Unavailable("cannot create output folder " + options.out_dir + ": " + ec.message());
   {
     std::ifstream in(options.config_path);
     std::ofstream out(fs::path(options.out_dir) / "config.toml");
@@ -246,8 +249,10 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
         idx.push_back(i);
       }
     }
-    if (!fds.empty()) poll(fds.data(), fds.size(), 100);
-    else usleep(100000);
+    if (!fds.empty())
+      poll(fds.data(), fds.size(), 100);
+    else
+      usleep(100000);
     for (size_t k = 0; k < fds.size(); ++k) {
       if (!(fds[k].revents & (POLLIN | POLLHUP))) continue;
       Child& c = children[idx[k]];
@@ -294,7 +299,8 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
     }
     bool all_done = true;
     for (auto& c : children) all_done &= c.exited;
-    if (!options.quiet && (Clock::now() - last_print > std::chrono::milliseconds(tty ? 250 : 5000))) {
+    if (!options.quiet &&
+        (Clock::now() - last_print > std::chrono::milliseconds(tty ? 250 : 5000))) {
       double acc = -1;
       for (auto it = rows.rbegin(); it != rows.rend(); ++it) {
         if (it->second.accuracy >= 0) {
@@ -350,7 +356,8 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
   PlotSpec plot;
   plot.csv_path = (out / "metrics.csv").string();
   plot.output_path = (out / "training.png").string();
-  plot.title = config.model.kind + " on " + config.data.dataset + " (" + config.aggregator.name + ")";
+  plot.title =
+      config.model.kind + " on " + config.data.dataset + " (" + config.aggregator.name + ")";
   plot.x_column = "round";
   plot.series = {{"train_loss", "train loss", PlotAxis::kLeft, ""},
                  {"test_accuracy", "test accuracy", PlotAxis::kRight, ""}};

@@ -26,9 +26,7 @@ Result<std::unique_ptr<HttpServer>> StartHttp(const JobConfig& config,
     return HttpResponse{200, "text/plain; version=0.0.4",
                         MetricsRegistry::Global().RenderPrometheus()};
   };
-  handlers["/status"] = [status_fn] {
-    return HttpResponse{200, "application/json", status_fn()};
-  };
+  handlers["/status"] = [status_fn] { return HttpResponse{200, "application/json", status_fn()}; };
   return HttpServer::Start(config.cluster.host, 0, std::move(handlers));
 }
 
@@ -104,8 +102,9 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   // data, only the dimensions, which the tables take from the config.
   std::unique_ptr<ps::Server> server;
   PHX_ASSIGN_OR_RETURN(auto http, StartHttp(config, [&] {
-    return server ? server->StatusJson() : std::string(R"({"role":"server","state":"starting"})");
-  }));
+                         return server ? server->StatusJson()
+                                       : std::string(R"({"role":"server","state":"starting"})");
+                       }));
   ps::ServerOptions o;
   o.host = config.cluster.host;
   o.http_port = http ? http->port() : 0;
@@ -141,8 +140,8 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   return server->Run(stop);
 }
 
-Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank,
-                 std::ostream& out, const std::atomic<bool>* stop) {
+Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank, std::ostream& out,
+                 const std::atomic<bool>* stop) {
   (void)stop;
   auto t0 = std::chrono::steady_clock::now();
   PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config));
@@ -153,9 +152,9 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   std::string status = R"({"role":"worker","state":"starting"})";
   std::mutex status_mu;
   PHX_ASSIGN_OR_RETURN(auto http, StartHttp(config, [&] {
-    std::lock_guard<std::mutex> lock(status_mu);
-    return status;
-  }));
+                         std::lock_guard<std::mutex> lock(status_mu);
+                         return status;
+                       }));
   worker::ClientOptions co;
   co.host = config.cluster.host;
   co.http_port = http ? http->port() : 0;
@@ -167,15 +166,18 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   co.request_timeout_ms = config.cluster.request_timeout_ms;
   PHX_ASSIGN_OR_RETURN(auto client, worker::Client::Create(co));
   {
-    nlohmann::json j{{"role", "worker"}, {"id", client->id()}, {"rank", client->rank()},
-                     {"epoch", client->view().epoch}, {"model", model->name()}};
+    nlohmann::json j{{"role", "worker"},
+                     {"id", client->id()},
+                     {"rank", client->rank()},
+                     {"epoch", client->view().epoch},
+                     {"model", model->name()}};
     std::lock_guard<std::mutex> lock(status_mu);
     status = j.dump();
   }
   int world = client->view().live_workers();
   int my_rank = client->rank();
-  std::vector<size_t> shard =
-      worker::ShardIndices(data.train.size(), my_rank, std::max(world, my_rank + 1), config.data.seed);
+  std::vector<size_t> shard = worker::ShardIndices(data.train.size(), my_rank,
+                                                   std::max(world, my_rank + 1), config.data.seed);
   worker::TrainerOptions to;
   to.synchronous = config.cluster.mode == "sync";
   to.rounds = config.train.rounds;
@@ -197,7 +199,8 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
     to.byzantine.tau = bz.tau;
     to.byzantine.estimate_batches = bz.estimate_batches;
     to.byzantine.total_workers = config.cluster.workers;
-    to.byzantine.byzantine_workers = bz.ranks.empty() ? bz.count : static_cast<int>(bz.ranks.size());
+    to.byzantine.byzantine_workers =
+        bz.ranks.empty() ? bz.count : static_cast<int>(bz.ranks.size());
     to.byzantine.seed = config.train.seed * 1000 + static_cast<uint64_t>(my_rank);
     PHX_RETURN_IF_ERROR(worker::ValidateByzantine(to.byzantine));
     if (bz.attack == "label-flip") {

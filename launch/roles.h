@@ -18,7 +18,7 @@ Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
 Status RunServer(const JobConfig& config, const std::string& scheduler, int rank,
                  const std::atomic<bool>* stop);
 // Training progress goes to `out` (PHX_PROGRESS / PHX_RESULT lines).
-Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank,
-                 std::ostream& out, const std::atomic<bool>* stop);
+Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank, std::ostream& out,
+                 const std::atomic<bool>* stop);
 
 }  // namespace phalanx::launch

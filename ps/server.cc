@@ -11,11 +11,11 @@
 #include <set>
 #include <unordered_map>
 
+#include "aggregators/gram.h"
 #include "common/control.h"
 #include "common/membership.h"
 #include "common/metrics.h"
 #include "common/transport.h"
-#include "aggregators/gram.h"
 #include "ps/internal/coordination.h"
 
 namespace phalanx::ps {
@@ -36,22 +36,22 @@ struct ServerMetrics {
                                   "Worker slots missing from closed rounds");
   Counter& rejected = r.GetCounter("phalanx_server_rejected_requests_total",
                                    "Requests rejected (malformed, unknown sender, bad shape)");
-  Counter& nonfinite = r.GetCounter("phalanx_server_nonfinite_pushes_total",
-                                    "Pushes dropped for NaN/Inf gradients");
+  Counter& nonfinite =
+      r.GetCounter("phalanx_server_nonfinite_pushes_total", "Pushes dropped for NaN/Inf gradients");
   Counter& stale = r.GetCounter("phalanx_server_stale_pushes_total",
                                 "Sync pushes for a round that already closed");
   Histogram& pull_latency = r.GetHistogram("phalanx_server_pull_seconds", "Pull handling time");
   Histogram& push_latency = r.GetHistogram("phalanx_server_push_seconds", "Push handling time");
   Histogram& round_seconds = r.GetHistogram("phalanx_server_round_seconds",
                                             "Synchronous round duration (first push to close)");
-  Histogram& apply_seconds = r.GetHistogram("phalanx_server_apply_seconds",
-                                            "Aggregate + optimizer time per table update");
-  Histogram& staleness = r.GetHistogram("phalanx_server_push_staleness",
-                                        "Async push staleness in versions",
-                                        {0, 1, 2, 4, 8, 16, 32, 64, 128});
-  Counter& coordination_bytes = r.GetCounter(
-      "phalanx_server_coordination_bytes_total",
-      "Bytes of partial Gram matrices and plans exchanged with the round coordinator");
+  Histogram& apply_seconds =
+      r.GetHistogram("phalanx_server_apply_seconds", "Aggregate + optimizer time per table update");
+  Histogram& staleness =
+      r.GetHistogram("phalanx_server_push_staleness", "Async push staleness in versions",
+                     {0, 1, 2, 4, 8, 16, 32, 64, 128});
+  Counter& coordination_bytes =
+      r.GetCounter("phalanx_server_coordination_bytes_total",
+                   "Bytes of partial Gram matrices and plans exchanged with the round coordinator");
   Counter& coordinated_rounds = r.GetCounter("phalanx_server_coordinated_rounds_total",
                                              "Rounds this server combined as coordinator");
   Counter& dropped_workers = r.GetCounter(
@@ -59,9 +59,9 @@ struct ServerMetrics {
       "Workers dropped from a round on every shard (non-finite or missing on a shard)");
   Counter& failed_rounds = r.GetCounter("phalanx_server_failed_rounds_total",
                                         "Rounds closed without an update (rule error)");
-  Counter& local_fallbacks = r.GetCounter(
-      "phalanx_server_local_plan_fallbacks_total",
-      "Rounds closed with a shard-local plan because the coordinator did not answer");
+  Counter& local_fallbacks =
+      r.GetCounter("phalanx_server_local_plan_fallbacks_total",
+                   "Rounds closed with a shard-local plan because the coordinator did not answer");
   Gauge& rows = r.GetGauge("phalanx_server_rows", "Rows held by this shard");
   Gauge& version = r.GetGauge("phalanx_server_version", "Version of table 0");
 };
@@ -118,7 +118,8 @@ bool AllFinite(std::span<const float> v) {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(const ServerOptions& o, std::unique_ptr<Socket> sock) : options_(o), socket_(std::move(sock)) {}
+  ServerImpl(const ServerOptions& o, std::unique_ptr<Socket> sock)
+      : options_(o), socket_(std::move(sock)) {}
 
   Status Init() {
     for (size_t i = 0; i < options_.tables.size(); ++i) {
@@ -237,15 +238,16 @@ class ServerImpl final : public Server {
     const Header& h = msg.header;
     if (h.type == MsgType::kGramPartial) return HandleGramPartial(peer, msg);
     if (h.type != MsgType::kPull && h.type != MsgType::kPush) {
-      return Reject(peer, msg, InvalidArgument(std::string("server does not handle ") +
-                                               MsgTypeName(h.type)));
+      return Reject(peer, msg,
+                    InvalidArgument(std::string("server does not handle ") + MsgTypeName(h.type)));
     }
     if (!KnownWorker(h.sender)) {
       // Refresh once: the view may have changed since the last loop.
       view_ = membership_->view();
       if (!KnownWorker(h.sender)) {
-        return Reject(peer, msg, Unauthenticated("node " + std::to_string(h.sender) +
-                                                 " is not a registered live worker"));
+        return Reject(peer, msg,
+                      Unauthenticated("node " + std::to_string(h.sender) +
+                                      " is not a registered live worker"));
       }
     }
     if (h.table_id >= tables_.size()) {
@@ -286,9 +288,10 @@ class ServerImpl final : public Server {
     const Header& h = msg.header;
     TableState& t = tables_[h.table_id];
     if (h.num_keys > 0 && h.dim != t.table->dim()) {
-      return Reject(peer, msg, InvalidArgument("push dim " + std::to_string(h.dim) +
-                                               " but table " + std::to_string(h.table_id) +
-                                               " has dim " + std::to_string(t.table->dim())));
+      return Reject(peer, msg,
+                    InvalidArgument("push dim " + std::to_string(h.dim) + " but table " +
+                                    std::to_string(h.table_id) + " has dim " +
+                                    std::to_string(t.table->dim())));
     }
     bool finite = AllFinite(msg.value_span());
     if (!options_.synchronous) {
@@ -303,16 +306,16 @@ class ServerImpl final : public Server {
       t.version++;
       metrics_.pushes.Increment();
       metrics_.rows_pushed.Increment(keys.size());
-      Reply(peer, MakeDataMessage(MsgType::kPushAck, MyId(), h.request_id, t.version, h.table_id,
-                                  0, Buffer(), Buffer()));
+      Reply(peer, MakeDataMessage(MsgType::kPushAck, MyId(), h.request_id, t.version, h.table_id, 0,
+                                  Buffer(), Buffer()));
       metrics_.push_latency.Observe(std::chrono::duration<double>(Clock::now() - start).count());
       return;
     }
     if (h.round < t.version) {
       metrics_.stale.Increment();
-      return Reject(peer, msg, Aborted("round " + std::to_string(h.round) +
-                                       " already closed; server is at version " +
-                                       std::to_string(t.version)));
+      return Reject(peer, msg,
+                    Aborted("round " + std::to_string(h.round) +
+                            " already closed; server is at version " + std::to_string(t.version)));
     }
     if (h.round == t.version + 1 && t.closing && !t.early.count(h.sender)) {
       // The worker saw round t close on another shard first; keep its push
@@ -324,13 +327,13 @@ class ServerImpl final : public Server {
       return;
     }
     if (h.round > t.version) {
-      return Reject(peer, msg, FailedPrecondition("round " + std::to_string(h.round) +
-                                                  " is ahead of server version " +
-                                                  std::to_string(t.version)));
+      return Reject(peer, msg,
+                    FailedPrecondition("round " + std::to_string(h.round) +
+                                       " is ahead of server version " + std::to_string(t.version)));
     }
     if (t.pushes.count(h.sender) || t.closing) {
-      return Reject(peer, msg, AlreadyExists("worker already pushed round " +
-                                             std::to_string(h.round)));
+      return Reject(peer, msg,
+                    AlreadyExists("worker already pushed round " + std::to_string(h.round)));
     }
     if (t.pushes.empty()) t.round_started = Clock::now();
     WorkerPush p{msg.keys, msg.values, !finite};
@@ -369,8 +372,8 @@ class ServerImpl final : public Server {
     for (const auto& w : view_.workers) {
       if (w.alive && !t.pushes.count(w.id)) missing++;
     }
-    bool timed_out = Clock::now() - t.round_started >
-                     std::chrono::milliseconds(options_.round_timeout_ms);
+    bool timed_out =
+        Clock::now() - t.round_started > std::chrono::milliseconds(options_.round_timeout_ms);
     if (missing > 0 && !timed_out) return;
     if (missing > 0) {
       metrics_.timeouts.Increment();
@@ -403,14 +406,15 @@ class ServerImpl final : public Server {
     // Fast path: every worker pushed the same key list (dense parameters).
     bool same_keys = true;
     for (size_t i = 1; i < n && same_keys; ++i) {
-      same_keys = pushes[i]->keys.size() == pushes[0]->keys.size() &&
-                  std::memcmp(pushes[i]->keys.data(), pushes[0]->keys.data(),
-                              pushes[0]->keys.size()) == 0;
+      same_keys =
+          pushes[i]->keys.size() == pushes[0]->keys.size() &&
+          std::memcmp(pushes[i]->keys.data(), pushes[0]->keys.data(), pushes[0]->keys.size()) == 0;
     }
     if (same_keys) {
       auto k0 = pushes[0]->keys.as<uint64_t>();
       sl.keys.assign(k0.begin(), k0.end());
-      sl.grads.resize(static_cast<Eigen::Index>(sl.keys.size() * dim), static_cast<Eigen::Index>(n));
+      sl.grads.resize(static_cast<Eigen::Index>(sl.keys.size() * dim),
+                      static_cast<Eigen::Index>(n));
       for (size_t i = 0; i < n; ++i) {
         auto col = sl.grads.col(static_cast<Eigen::Index>(i));
         if (pushes[i]->excluded) {
@@ -512,7 +516,8 @@ class ServerImpl final : public Server {
     const NodeInfo& c = view_.servers[rank];
     std::string ep = TcpEndpoint(c.host, c.data_port);
     if (coord_socket_ && coord_endpoint_ == ep) return Status::Ok();
-    PHX_ASSIGN_OR_RETURN(coord_socket_, Socket::Connect(Socket::Kind::kDealer, ep, options_.limits));
+    PHX_ASSIGN_OR_RETURN(coord_socket_,
+                         Socket::Connect(Socket::Kind::kDealer, ep, options_.limits));
     coord_endpoint_ = ep;
     return Status::Ok();
   }
@@ -557,7 +562,8 @@ class ServerImpl final : public Server {
       if (s.id == msg.header.sender && s.alive) rank = s.rank;
     }
     if (rank < 0) {
-      return Reject(peer, msg, Unauthenticated("GramPartial from a node that is not a live server"));
+      return Reject(peer, msg,
+                    Unauthenticated("GramPartial from a node that is not a live server"));
     }
     if (msg.header.table_id >= tables_.size()) {
       return Reject(peer, msg, NotFound("unknown table " + std::to_string(msg.header.table_id)));
@@ -713,7 +719,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<aggregators::Aggregator> aggregator_;
   std::vector<TableState> tables_;
   std::map<std::pair<uint32_t, int64_t>, Collect> collecting_;  // coordinator: by (table, round)
-  std::unique_ptr<Socket> coord_socket_;  // to the coordinator (other shards)
+  std::unique_ptr<Socket> coord_socket_;                        // to the coordinator (other shards)
   std::string coord_endpoint_;
   ClusterView view_;
   ServerMetrics metrics_;
@@ -725,9 +731,9 @@ class ServerImpl final : public Server {
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
-  PHX_ASSIGN_OR_RETURN(auto sock, Socket::Bind(Socket::Kind::kRouter,
-                                               TcpEndpoint(options.host, options.port),
-                                               options.limits));
+  PHX_ASSIGN_OR_RETURN(
+      auto sock,
+      Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port), options.limits));
   auto s = std::make_unique<ServerImpl>(options, std::move(sock));
   PHX_RETURN_IF_ERROR(s->Init());
   return std::unique_ptr<Server>(std::move(s));

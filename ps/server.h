@@ -28,8 +28,8 @@ namespace phalanx::ps {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;                  // 0 = any free port
-  int http_port = 0;             // advertised to the scheduler (the caller serves it)
+  int port = 0;       // 0 = any free port
+  int http_port = 0;  // advertised to the scheduler (the caller serves it)
   std::string scheduler_endpoint;
   int requested_rank = -1;
   bool synchronous = true;
@@ -37,7 +37,7 @@ struct ServerOptions {
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register
-  std::vector<TableOptions> tables;  // table_id must equal the index
+  std::vector<TableOptions> tables;   // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
   WireLimits limits;
 };

@@ -68,10 +68,11 @@ class SchedulerImpl final : public Scheduler {
       }
       if (!formed_ && options_.formation_timeout_ms > 0 &&
           now - start > std::chrono::milliseconds(options_.formation_timeout_ms)) {
-        return DeadlineExceeded("cluster did not form: " + std::to_string(CountRole(Role::kServer)) +
-                                "/" + std::to_string(options_.expected_servers) + " servers, " +
-                                std::to_string(CountRole(Role::kWorker)) + "/" +
-                                std::to_string(options_.expected_workers) + " workers registered");
+        return DeadlineExceeded(
+            "cluster did not form: " + std::to_string(CountRole(Role::kServer)) + "/" +
+            std::to_string(options_.expected_servers) + " servers, " +
+            std::to_string(CountRole(Role::kWorker)) + "/" +
+            std::to_string(options_.expected_workers) + " workers registered");
       }
     }
     return Cancelled("scheduler stopped");
@@ -99,12 +100,11 @@ class SchedulerImpl final : public Scheduler {
   void Handle(const std::string& peer, const Message& msg, Clock::time_point now) {
     if (msg.header.type == MsgType::kRegister) return HandleRegister(peer, msg, now);
     auto it = peers_.find(peer);
-    if (it == peers_.end() || members_.count(it->second) == 0 ||
-        msg.header.sender != it->second) {
+    if (it == peers_.end() || members_.count(it->second) == 0 || msg.header.sender != it->second) {
       rejected_.Increment();
-      (void)socket_->Send(MakeErrorMessage(0, msg.header.request_id,
-                                           FailedPrecondition("unregistered node")),
-                          peer);
+      (void)socket_->Send(
+          MakeErrorMessage(0, msg.header.request_id, FailedPrecondition("unregistered node")),
+          peer);
       return;
     }
     Member& m = members_[it->second];
@@ -217,14 +217,14 @@ class SchedulerImpl final : public Scheduler {
     ranks[rank] = m.info.id;
     peers_[peer] = m.info.id;
     members_[m.info.id] = m;
-    spdlog::info("scheduler: registered {} id {} rank {} at {}:{}", RoleName(info.role),
-                 m.info.id, rank, info.host, info.data_port);
+    spdlog::info("scheduler: registered {} id {} rank {} at {}:{}", RoleName(info.role), m.info.id,
+                 rank, info.host, info.data_port);
     SendAck(members_[m.info.id]);
     if (!formed_ && static_cast<int>(server_ranks_.size()) >= options_.expected_servers &&
         static_cast<int>(worker_ranks_.size()) >= options_.expected_workers) {
       formed_ = true;
-      spdlog::info("scheduler: cluster formed with {} servers and {} workers",
-                   server_ranks_.size(), worker_ranks_.size());
+      spdlog::info("scheduler: cluster formed with {} servers and {} workers", server_ranks_.size(),
+                   worker_ranks_.size());
     }
     if (formed_) Publish();
   }
@@ -269,7 +269,8 @@ class SchedulerImpl final : public Scheduler {
   void CheckHeartbeats(Clock::time_point now) {
     bool changed = false;
     for (auto& [id, m] : members_) {
-      if (m.info.alive && now - m.last_seen > std::chrono::milliseconds(options_.heartbeat_timeout_ms)) {
+      if (m.info.alive &&
+          now - m.last_seen > std::chrono::milliseconds(options_.heartbeat_timeout_ms)) {
         m.info.alive = false;
         deaths_.Increment();
         changed = true;
@@ -353,8 +354,8 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& opt
   if (options.expected_servers < 1 || options.expected_workers < 1) {
     return InvalidArgument("scheduler needs at least one server and one worker");
   }
-  PHX_ASSIGN_OR_RETURN(auto sock,
-                       Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port)));
+  PHX_ASSIGN_OR_RETURN(
+      auto sock, Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port)));
   return std::unique_ptr<Scheduler>(new SchedulerImpl(options, std::move(sock)));
 }
 

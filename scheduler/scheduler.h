@@ -17,7 +17,7 @@ namespace phalanx::scheduler {
 
 struct SchedulerOptions {
   std::string host = "127.0.0.1";
-  int port = 0;                 // 0 = any free port
+  int port = 0;  // 0 = any free port
   int expected_servers = 1;
   int expected_workers = 1;
   uint32_t num_slots = 1024;

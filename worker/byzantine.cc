@@ -9,13 +9,15 @@
 namespace phalanx::worker {
 
 Status ValidateByzantine(const ByzantineOptions& o) {
-  static const char* kAttacks[] = {"none", "random", "sign-flip", "gaussian", "alie",
-                                   "foe",  "label-flip", "nan", "inf"};
+  static const char* kAttacks[] = {"none", "random",     "sign-flip", "gaussian", "alie",
+                                   "foe",  "label-flip", "nan",       "inf"};
   bool known = false;
   for (const char* a : kAttacks) known |= o.attack == a;
   if (!known) {
-    return InvalidArgument("byzantine.attack must be one of none, random, sign-flip, gaussian, "
-                           "alie, foe, label-flip, nan, inf; got '" + o.attack + "'");
+    return InvalidArgument(
+        "byzantine.attack must be one of none, random, sign-flip, gaussian, "
+        "alie, foe, label-flip, nan, inf; got '" +
+        o.attack + "'");
   }
   if (o.from_round < 0) return InvalidArgument("byzantine.from_round must not be negative");
   if (!(o.scale > 0) || !(o.sigma > 0)) return InvalidArgument("byzantine.scale/sigma must be > 0");

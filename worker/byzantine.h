@@ -19,12 +19,12 @@ namespace phalanx::worker {
 struct ByzantineOptions {
   std::string attack = "none";  // none|random|sign-flip|gaussian|alie|foe|label-flip|nan|inf
   int from_round = 0;
-  double scale = 1.0;     // random: U[0, scale) per coordinate (the Flag Aggregator paper's threat)
-  double sigma = 200.0;   // gaussian: N(0, sigma^2)
-  double tau = -1.0;      // alie: z (default z_max for n, f); foe: epsilon (default 2.0)
-  int estimate_batches = 5;  // alie/foe: own batches used to estimate honest statistics
-  int total_workers = 1;     // n, for ALIE's z_max
-  int byzantine_workers = 0; // f
+  double scale = 1.0;    // random: U[0, scale) per coordinate (the Flag Aggregator paper's threat)
+  double sigma = 200.0;  // gaussian: N(0, sigma^2)
+  double tau = -1.0;     // alie: z (default z_max for n, f); foe: epsilon (default 2.0)
+  int estimate_batches = 5;   // alie/foe: own batches used to estimate honest statistics
+  int total_workers = 1;      // n, for ALIE's z_max
+  int byzantine_workers = 0;  // f
   uint64_t seed = 1;
 };
 

@@ -47,7 +47,7 @@ struct Client::Impl {
   std::vector<std::string> endpoints;
   uint64_t next_wire_id = 1;
   uint64_t next_request = 1;
-  std::map<uint64_t, Request> requests;              // by client request id
+  std::map<uint64_t, Request> requests;  // by client request id
   std::unordered_map<uint64_t, uint64_t> wire_to_request;
 
   Status RefreshView() {
@@ -66,9 +66,7 @@ struct Client::Impl {
     return Status::Ok();
   }
 
-  int OwnerOf(uint64_t key) const {
-    return view.slot_owner[SlotOfKey(key, view.num_slots)];
-  }
+  int OwnerOf(uint64_t key) const { return view.slot_owner[SlotOfKey(key, view.num_slots)]; }
 
   Status SendTo(int server, const Message& m) {
     Status s = servers[server]->Send(m);
@@ -102,8 +100,8 @@ struct Client::Impl {
     }
     float* base = req.expand.empty() ? req.out : req.unique_out.data();
     for (size_t j = 0; j < part.positions.size(); ++j) {
-      std::memcpy(base + static_cast<size_t>(part.positions[j]) * req.dim, values.data() + j * req.dim,
-                  req.dim * sizeof(float));
+      std::memcpy(base + static_cast<size_t>(part.positions[j]) * req.dim,
+                  values.data() + j * req.dim, req.dim * sizeof(float));
     }
   }
 
@@ -198,9 +196,9 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
   for (size_t s = 0; s < I.servers.size(); ++s) {
     if (shard_keys[s].empty()) continue;
     uint64_t wire = I.next_wire_id++;
-    Message m = MakeDataMessage(MsgType::kPull, I.membership->node_id(), wire, min_version, table, dim,
-                                Buffer::FromVector(std::move(shard_keys[s])), Buffer(),
-                                I.options.checksum);
+    Message m =
+        MakeDataMessage(MsgType::kPull, I.membership->node_id(), wire, min_version, table, dim,
+                        Buffer::FromVector(std::move(shard_keys[s])), Buffer(), I.options.checksum);
     ShardPart part;
     part.server = static_cast<int>(s);
     part.positions = std::move(shard_pos[s]);
@@ -240,7 +238,8 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
     }
     for (size_t i = 0; i < keys.size(); ++i) {
       shard_keys[owner[i]].push_back(keys[i]);
-      shard_vals[owner[i]].insert(shard_vals[owner[i]].end(), grads + i * dim, grads + (i + 1) * dim);
+      shard_vals[owner[i]].insert(shard_vals[owner[i]].end(), grads + i * dim,
+                                  grads + (i + 1) * dim);
     }
   }
   // Otherwise sum gradients of repeated keys, per shard.
@@ -250,7 +249,8 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
     auto it = seen.find(keys[i]);
     const float* g = grads + i * dim;
     if (it != seen.end()) {
-      float* dst = shard_vals[it->second.first].data() + static_cast<size_t>(it->second.second) * dim;
+      float* dst =
+          shard_vals[it->second.first].data() + static_cast<size_t>(it->second.second) * dim;
       for (uint32_t c = 0; c < dim; ++c) dst[c] += g[c];
       continue;
     }
@@ -312,7 +312,8 @@ Status Client::Wait(uint64_t id, PullResult* result) {
   for (auto& [wire, part] : req.parts) I.wire_to_request.erase(wire);
   if (req.status.ok() && req.is_pull && !req.expand.empty()) {
     for (size_t i = 0; i < req.expand.size(); ++i) {
-      std::memcpy(req.out + i * req.dim, req.unique_out.data() + static_cast<size_t>(req.expand[i]) * req.dim,
+      std::memcpy(req.out + i * req.dim,
+                  req.unique_out.data() + static_cast<size_t>(req.expand[i]) * req.dim,
                   req.dim * sizeof(float));
     }
   }

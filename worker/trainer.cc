@@ -146,8 +146,8 @@ Status Trainer::Run(double* final_accuracy) {
     if (sparse) {
       std::vector<uint64_t> keys = model_->SparseKeys(*train_, batch);
       int64_t want = options_.synchronous ? sparse_version + 1 : 0;
-      PHX_RETURN_IF_ERROR(PullRows(keys, want, &rows, &sparse_version)
-                              .WithContext("pulling embedding rows"));
+      PHX_RETURN_IF_ERROR(
+          PullRows(keys, want, &rows, &sparse_version).WithContext("pulling embedding rows"));
       sparse_grad.assign(rows.keys.size() * emb_dim, 0.0f);
       rows_moved += keys.size();
     }
@@ -168,10 +168,9 @@ Status Trainer::Run(double* final_accuracy) {
                                             /*keys_unique=*/true));
     uint64_t sparse_push = 0;
     if (sparse) {
-      PHX_ASSIGN_OR_RETURN(sparse_push,
-                           client_->PushAsync(kEmbeddingTable, rows.keys, emb_dim,
-                                              sparse_grad.data(), sparse_version, true,
-                                              /*keys_unique=*/true));
+      PHX_ASSIGN_OR_RETURN(sparse_push, client_->PushAsync(kEmbeddingTable, rows.keys, emb_dim,
+                                                           sparse_grad.data(), sparse_version, true,
+                                                           /*keys_unique=*/true));
     }
     for (uint64_t id : {dense_push, sparse_push}) {
       if (id == 0) continue;

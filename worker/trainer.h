@@ -51,9 +51,8 @@ inline uint64_t DenseRows(size_t dense_size, uint32_t row_dim) {
 
 class Trainer {
  public:
-  Trainer(const TrainerOptions& options, Client* client, const Model* model,
-          const Dataset* train, std::vector<size_t> shard, const Dataset* test,
-          std::ostream* progress);
+  Trainer(const TrainerOptions& options, Client* client, const Model* model, const Dataset* train,
+          std::vector<size_t> shard, const Dataset* test, std::ostream* progress);
   // Runs all rounds. Returns the final test accuracy (when evaluating) in
   // *final_accuracy. Fails on a lost cluster or a persistent server error.
   Status Run(double* final_accuracy = nullptr);

@@ -23,7 +23,8 @@ template <class Ar>
 void LoadMatrix(Ar& ar, Eigen::MatrixXd& m) {
   int64_t rows = 0, cols = 0;
   ar(rows, cols);
-  if (rows < 0 || cols < 0 || static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) > kMaxEntries) {
+  if (rows < 0 || cols < 0 ||
+      static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) > kMaxEntries) {
     throw cereal::Exception("matrix size over limit");
   }
   m.resize(rows, cols);

@@ -44,7 +44,7 @@ TEST(MessageTest, RejectsBadHeaders) {
   std::string bytes = EncodeHeader(h);
   EXPECT_FALSE(DecodeHeader(bytes.data(), bytes.size() - 1).ok());  // truncated
   std::string longer = bytes + "x";
-  EXPECT_FALSE(DecodeHeader(longer.data(), longer.size()).ok());    // oversized
+  EXPECT_FALSE(DecodeHeader(longer.data(), longer.size()).ok());  // oversized
   std::string bad_magic = bytes;
   bad_magic[0] ^= 0x5a;
   EXPECT_EQ(DecodeHeader(bad_magic.data(), bad_magic.size()).status().code(),

@@ -19,15 +19,13 @@ namespace phalanx {
 namespace {
 
 namespace fs = std::filesystem;
+using testutil::Config;
 using testutil::HttpGet;
 using testutil::Process;
 using testutil::ProcessCluster;
-using testutil::Config;
 using testutil::TempDir;
 
-
 std::string SpamPath() { return std::string(PHX_SOURCE_DIR) + "/data/spam-assassin/data"; }
-
 
 nlohmann::json ReadJson(const fs::path& p) {
   std::ifstream in(p);
@@ -35,10 +33,10 @@ nlohmann::json ReadJson(const fs::path& p) {
 }
 
 // Runs `phalanx launch local` and returns its summary.json.
-nlohmann::json Launch(const std::string& config, const fs::path& out,
-                      std::vector<std::string> sets, int* exit_code) {
-  std::vector<std::string> args = {"launch", "local", "--config", config, "--out", out.string(),
-                                   "--quiet"};
+nlohmann::json Launch(const std::string& config, const fs::path& out, std::vector<std::string> sets,
+                      int* exit_code) {
+  std::vector<std::string> args = {"launch", "local",      "--config", config,
+                                   "--out",  out.string(), "--quiet"};
   for (auto& s : sets) {
     args.push_back("--set");
     args.push_back(s);
@@ -75,9 +73,9 @@ TEST(ClusterTest, EmbeddingBagTrainsSpamAssassin) {
   if (!fs::exists(SpamPath())) GTEST_SKIP() << "run scripts/setup.sh for the SpamAssassin corpus";
   fs::path out = TempDir("spam");
   int code = 0;
-  auto summary = Launch(Config("spam-embedding"), out,
-                        {"train.rounds=300", "train.eval_every=150", "data.path=\"" + SpamPath() + "\""},
-                        &code);
+  auto summary = Launch(
+      Config("spam-embedding"), out,
+      {"train.rounds=300", "train.eval_every=150", "data.path=\"" + SpamPath() + "\""}, &code);
   ASSERT_EQ(code, 0) << std::ifstream(out / "launcher.log").rdbuf();
   EXPECT_GE(summary["final_test_accuracy"].get<double>(), 0.90);
 }
@@ -130,10 +128,10 @@ TEST(ClusterTest, UnreachableSchedulerFailsAfterTimeout) {
 }
 
 TEST(ClusterTest, SyncRoundsSurviveAWorkerKilledWithSigkill) {
-  ProcessCluster cluster("kill", 2, 3,
-                         {"train.rounds=400", "train.eval_every=400", "train.log_every=10",
-                          "cluster.heartbeat_ms=100", "cluster.heartbeat_timeout_ms=1000",
-                          "cluster.round_timeout_ms=5000"});
+  ProcessCluster cluster(
+      "kill", 2, 3,
+      {"train.rounds=400", "train.eval_every=400", "train.log_every=10", "cluster.heartbeat_ms=100",
+       "cluster.heartbeat_timeout_ms=1000", "cluster.round_timeout_ms=5000"});
   ASSERT_FALSE(cluster.endpoint().empty());
   Process& w0 = cluster.AddWorker(0);
   Process& w1 = cluster.AddWorker(1);
@@ -147,7 +145,8 @@ TEST(ClusterTest, SyncRoundsSurviveAWorkerKilledWithSigkill) {
   EXPECT_EQ(w0.Wait(300000), 0) << w0.output();
   auto result = w0.output().find("PHX_RESULT ");
   ASSERT_NE(result, std::string::npos);
-  auto j = nlohmann::json::parse(w0.output().substr(result + 11, w0.output().find('\n', result) - result - 11));
+  auto j = nlohmann::json::parse(
+      w0.output().substr(result + 11, w0.output().find('\n', result) - result - 11));
   EXPECT_GT(j["final_test_accuracy"].get<double>(), 0.7);
   EXPECT_NE(w0.output().find("\"round\":400"), std::string::npos);
   EXPECT_EQ(cluster.scheduler().Wait(30000), 0);
@@ -194,7 +193,7 @@ TEST_F(BadInputTest, MalformedBytesAreRejectedAndTheServerStaysUp) {
   std::vector<std::vector<std::string>> attacks = {
       {"garbage"},
       {std::string(header.size(), '\x01'), "", ""},
-      {header.substr(0, header.size() - 3), "", ""},   // truncated header
+      {header.substr(0, header.size() - 3), "", ""},  // truncated header
   };
   // A header claiming 10^12 keys with an empty key frame.
   Header huge;
@@ -304,18 +303,18 @@ namespace {
 TEST(ByzantineClusterTest, NanWorkersAreDroppedAndTrainingContinues) {
   fs::path out = TempDir("nan");
   int code = 0;
-  auto summary = Launch(Config("fashion-mnist-softmax"), out,
-                        {"train.rounds=200", "train.eval_every=200", "byzantine.count=1",
-                         "byzantine.attack=nan"},
-                        &code);
+  auto summary = Launch(
+      Config("fashion-mnist-softmax"), out,
+      {"train.rounds=200", "train.eval_every=200", "byzantine.count=1", "byzantine.attack=nan"},
+      &code);
   ASSERT_EQ(code, 0) << std::ifstream(out / "launcher.log").rdbuf();
   EXPECT_GE(summary["final_test_accuracy"].get<double>(), 0.75);
 }
 
 TEST(ByzantineClusterTest, RandomGradientsBreakMeanNotFlag) {
-  std::vector<std::string> sets = {"cluster.workers=7", "train.rounds=300", "model.hidden=32",
-                                   "train.eval_every=300", "byzantine.count=2",
-                                   "byzantine.attack=random", "aggregator.f=2"};
+  std::vector<std::string> sets = {
+      "cluster.workers=7", "train.rounds=300",        "model.hidden=32", "train.eval_every=300",
+      "byzantine.count=2", "byzantine.attack=random", "aggregator.f=2"};
   fs::path out = TempDir("random-mean");
   int code = 0;
   auto s = sets;

@@ -97,7 +97,8 @@ void CheckExact(const std::string& rule, int f, std::vector<std::string> extra_s
   // (the order the servers use).
   std::vector<int> order(kWorkers);
   for (int i = 0; i < kWorkers; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](int a, int b) { return results[a].id < results[b].id; });
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return results[a].id < results[b].id; });
   Eigen::MatrixXd g(kD, kWorkers);
   for (int c = 0; c < kWorkers; ++c) {
     for (int j = 0; j < kD; ++j) g(j, c) = results[order[c]].gradient[j];

@@ -3,13 +3,13 @@
 // its stdout on a pipe, read lines with deadlines, signal and reap it, and a
 // tiny HTTP GET over loopback. Used from the test's main thread only.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <chrono>

@@ -29,8 +29,7 @@ inline std::filesystem::path TempDir(const std::string& name) {
 // A scheduler and servers as real processes; the caller adds workers.
 class ProcessCluster {
  public:
-  ProcessCluster(const std::string& name, int servers, int workers,
-                 std::vector<std::string> sets)
+  ProcessCluster(const std::string& name, int servers, int workers, std::vector<std::string> sets)
       : dir_(TempDir(name)), sets_(std::move(sets)) {
     sets_.push_back("cluster.servers=" + std::to_string(servers));
     sets_.push_back("cluster.workers=" + std::to_string(workers));
@@ -41,8 +40,9 @@ class ProcessCluster {
     if (ep) endpoint_ = *ep;
     for (int s = 0; s < servers; ++s) {
       servers_.push_back(std::make_unique<Process>());
-      servers_.back()->Start(Args({"server", "--scheduler", endpoint_, "--rank", std::to_string(s)}),
-                             (dir_ / ("server-" + std::to_string(s) + ".log")).string());
+      servers_.back()->Start(
+          Args({"server", "--scheduler", endpoint_, "--rank", std::to_string(s)}),
+          (dir_ / ("server-" + std::to_string(s) + ".log")).string());
     }
   }
 
@@ -58,8 +58,9 @@ class ProcessCluster {
 
   Process& AddWorker(int rank) {
     workers_.push_back(std::make_unique<Process>());
-    workers_.back()->Start(Args({"worker", "--scheduler", endpoint_, "--rank", std::to_string(rank)}),
-                           (dir_ / ("worker-" + std::to_string(rank) + ".log")).string());
+    workers_.back()->Start(
+        Args({"worker", "--scheduler", endpoint_, "--rank", std::to_string(rank)}),
+        (dir_ / ("worker-" + std::to_string(rank) + ".log")).string());
     return *workers_.back();
   }
 
