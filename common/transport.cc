@@ -68,7 +68,12 @@ class ZmqSocket final : public Socket {
     socket_.set(zmq::sockopt::maxmsgsize, max_frame);
     socket_.set(zmq::sockopt::sndhwm, 100000);
     socket_.set(zmq::sockopt::rcvhwm, 100000);
-    if (kind == Kind::kRouter) socket_.set(zmq::sockopt::router_mandatory, 1);
+    if (kind == Kind::kRouter) {
+      socket_.set(zmq::sockopt::router_mandatory, 1);
+      // A bound socket's last words (the scheduler's Shutdown, a server's
+      // final replies) must leave before the process exits.
+      socket_.set(zmq::sockopt::linger, 1000);
+    }
   }
 
   Status DoBind(const std::string& endpoint) {

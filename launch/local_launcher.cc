@@ -234,6 +234,7 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
   int last_round = 0;
   double last_loss = 0;
   bool tty = isatty(1);
+  Clock::time_point servers_alone_since{};
   auto last_print = Clock::now() - std::chrono::seconds(10);
 
   while (true) {
@@ -299,6 +300,23 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
     }
     bool all_done = true;
     for (auto& c : children) all_done &= c.exited;
+    // Backstop: once the scheduler and every worker are gone, servers get a
+    // grace period to exit on their own, then are stopped.
+    bool only_servers_left = !all_done;
+    for (auto& c : children) {
+      if (c.name.rfind("server", 0) != 0) only_servers_left &= c.exited;
+    }
+    if (only_servers_left) {
+      if (servers_alone_since == Clock::time_point{}) servers_alone_since = Clock::now();
+      if (Clock::now() - servers_alone_since > std::chrono::seconds(5)) {
+        spdlog::warn("servers still running after the scheduler and workers exited; stopping them");
+        StopAll(children);
+        for (auto& c : children) {
+          if (c.name.rfind("server", 0) == 0) c.status = 0;  // stopped by us, not failed
+        }
+        all_done = true;
+      }
+    }
     if (!options.quiet &&
         (Clock::now() - last_print > std::chrono::milliseconds(tty ? 250 : 5000))) {
       double acc = -1;
