@@ -5,6 +5,8 @@
 #include <cereal/archives/binary.hpp>
 #include <sstream>
 
+#include "common/cereal_body.h"
+
 namespace phalanx {
 namespace {
 
@@ -57,32 +59,6 @@ void LoadNodes(Ar& ar, std::vector<NodeInfo>& v) {
   for (auto& x : v) LoadNode(ar, x);
 }
 
-template <typename Fn>
-std::string Encode(Fn&& fn) {
-  std::ostringstream os(std::ios::binary);
-  {
-    cereal::BinaryOutputArchive ar(os);
-    fn(ar);
-  }
-  return std::move(os).str();
-}
-
-template <typename T, typename Fn>
-Result<T> Decode(const std::string& bytes, const char* what, Fn&& fn) {
-  T out;
-  try {
-    std::istringstream is(bytes, std::ios::binary);
-    cereal::BinaryInputArchive ar(is);
-    fn(ar, out);
-    if (is.peek() != std::char_traits<char>::eof()) {
-      return InvalidArgument(std::string(what) + ": trailing bytes");
-    }
-  } catch (const std::exception& e) {
-    return InvalidArgument(std::string("malformed ") + what + ": " + e.what());
-  }
-  return out;
-}
-
 }  // namespace
 
 const char* RoleName(Role role) {
@@ -112,28 +88,28 @@ std::vector<int32_t> ClusterView::live_worker_ids() const {
 }
 
 std::string EncodeRegister(const RegisterBody& b) {
-  return Encode([&](auto& ar) {
+  return EncodeBody([&](auto& ar) {
     SaveNode(ar, b.node);
     ar(b.requested_rank);
   });
 }
 Result<RegisterBody> DecodeRegister(const std::string& bytes) {
-  return Decode<RegisterBody>(bytes, "Register", [](auto& ar, RegisterBody& b) {
+  return DecodeBody<RegisterBody>(bytes, "Register", [](auto& ar, RegisterBody& b) {
     LoadNode(ar, b.node);
     ar(b.requested_rank);
   });
 }
 
 std::string EncodeRegisterAck(const RegisterAck& b) {
-  return Encode([&](auto& ar) { ar(b.node_id, b.rank); });
+  return EncodeBody([&](auto& ar) { ar(b.node_id, b.rank); });
 }
 Result<RegisterAck> DecodeRegisterAck(const std::string& bytes) {
-  return Decode<RegisterAck>(bytes, "RegisterAck",
-                             [](auto& ar, RegisterAck& b) { ar(b.node_id, b.rank); });
+  return DecodeBody<RegisterAck>(bytes, "RegisterAck",
+                                 [](auto& ar, RegisterAck& b) { ar(b.node_id, b.rank); });
 }
 
 std::string EncodeClusterView(const ClusterView& v) {
-  return Encode([&](auto& ar) {
+  return EncodeBody([&](auto& ar) {
     ar(v.epoch, v.num_slots);
     SaveNodes(ar, v.servers);
     SaveNodes(ar, v.workers);
@@ -142,7 +118,7 @@ std::string EncodeClusterView(const ClusterView& v) {
   });
 }
 Result<ClusterView> DecodeClusterView(const std::string& bytes) {
-  auto r = Decode<ClusterView>(bytes, "ClusterView", [](auto& ar, ClusterView& v) {
+  auto r = DecodeBody<ClusterView>(bytes, "ClusterView", [](auto& ar, ClusterView& v) {
     ar(v.epoch, v.num_slots);
     LoadNodes(ar, v.servers);
     LoadNodes(ar, v.workers);
@@ -164,13 +140,13 @@ Result<ClusterView> DecodeClusterView(const std::string& bytes) {
 }
 
 std::string EncodeBarrier(const BarrierBody& b) {
-  return Encode([&](auto& ar) {
+  return EncodeBody([&](auto& ar) {
     SaveString(ar, b.name);
     ar(b.generation);
   });
 }
 Result<BarrierBody> DecodeBarrier(const std::string& bytes) {
-  return Decode<BarrierBody>(bytes, "Barrier", [](auto& ar, BarrierBody& b) {
+  return DecodeBody<BarrierBody>(bytes, "Barrier", [](auto& ar, BarrierBody& b) {
     LoadString(ar, b.name);
     ar(b.generation);
   });

@@ -6,6 +6,8 @@
 #include <cereal/types/vector.hpp>
 #include <sstream>
 
+#include "common/cereal_body.h"
+
 namespace phalanx::ps::internal {
 namespace {
 
@@ -46,36 +48,10 @@ void SaveVector(Ar& ar, const std::vector<T>& v) {
   ar(cereal::binary_data(v.data(), v.size() * sizeof(T)));
 }
 
-template <typename Fn>
-std::string Encode(Fn&& fn) {
-  std::ostringstream os(std::ios::binary);
-  {
-    cereal::BinaryOutputArchive ar(os);
-    fn(ar);
-  }
-  return std::move(os).str();
-}
-
-template <typename T, typename Fn>
-Result<T> Decode(const std::string& bytes, const char* what, Fn&& fn) {
-  T out;
-  try {
-    std::istringstream is(bytes, std::ios::binary);
-    cereal::BinaryInputArchive ar(is);
-    fn(ar, out);
-    if (is.peek() != std::char_traits<char>::eof()) {
-      return InvalidArgument(std::string(what) + ": trailing bytes");
-    }
-  } catch (const std::exception& e) {
-    return InvalidArgument(std::string("malformed ") + what + ": " + e.what());
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string EncodePartial(const GramPartial& p) {
-  return Encode([&](auto& ar) {
+  return EncodeBody([&](auto& ar) {
     SaveVector(ar, p.workers);
     SaveVector(ar, p.finite);
     ar(p.extra);
@@ -84,7 +60,7 @@ std::string EncodePartial(const GramPartial& p) {
 }
 
 Result<GramPartial> DecodePartial(const std::string& bytes) {
-  auto r = Decode<GramPartial>(bytes, "GramPartial", [](auto& ar, GramPartial& p) {
+  auto r = DecodeBody<GramPartial>(bytes, "GramPartial", [](auto& ar, GramPartial& p) {
     LoadVector(ar, p.workers);
     LoadVector(ar, p.finite);
     ar(p.extra);
@@ -107,7 +83,7 @@ Result<GramPartial> DecodePartial(const std::string& bytes) {
 }
 
 std::string EncodePlan(const RoundPlan& p) {
-  return Encode([&](auto& ar) {
+  return EncodeBody([&](auto& ar) {
     SaveVector(ar, p.workers);
     ar(p.local, p.error, p.plan.coordinatewise_rule, p.plan.coordinatewise_f);
     SaveMatrix(ar, p.plan.mixing);
@@ -118,7 +94,7 @@ std::string EncodePlan(const RoundPlan& p) {
 }
 
 Result<RoundPlan> DecodePlan(const std::string& bytes) {
-  return Decode<RoundPlan>(bytes, "RoundPlan", [](auto& ar, RoundPlan& p) {
+  return DecodeBody<RoundPlan>(bytes, "RoundPlan", [](auto& ar, RoundPlan& p) {
     LoadVector(ar, p.workers);
     ar(p.local, p.error, p.plan.coordinatewise_rule, p.plan.coordinatewise_f);
     if (p.error.size() > 4096 || p.plan.coordinatewise_rule.size() > 64) {
