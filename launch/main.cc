@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "launch/aggregate_case.h"
+#include "launch/experiment.h"
 #include "launch/local_launcher.h"
 #include "launch/roles.h"
 
@@ -98,6 +99,18 @@ int main(int argc, char** argv) {
   aggregate->add_flag("--gram", gram_form, "compute through the two-phase Gram form");
   aggregate->add_option("--slices", slices, "row slices for --gram")->capture_default_str();
 
+  auto* experiment = app.add_subcommand(
+      "experiment", "sweep a grid of local runs (rules x attacks x f x fault schedules x seeds)");
+  std::string experiment_path;
+  std::string experiment_out;
+  int experiment_parallel = 0;
+  std::vector<std::string> experiment_overrides;
+  experiment->add_option("--config", experiment_path, "experiment file (TOML)")->required();
+  experiment->add_option("--out", experiment_out, "output folder (resumable)")->required();
+  experiment->add_option("--parallel", experiment_parallel, "runs at once (default: the file's)");
+  experiment->add_option("--set", experiment_overrides, "override an experiment key: key=value");
+  experiment->add_flag("--quiet", quiet, "no per-run lines");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -135,6 +148,20 @@ int main(int argc, char** argv) {
     if (!r.ok()) return Fail(r.status(), "aggregate");
     std::cout << phalanx::launch::FormatCaseOutput(*r) << std::endl;
     return 0;
+  }
+  if (*experiment) {
+    auto spec = phalanx::launch::LoadExperiment(experiment_path, experiment_overrides);
+    if (!spec.ok()) return Fail(spec.status(), "experiment");
+    phalanx::launch::ExperimentOptions eo;
+    eo.out_dir = experiment_out;
+    eo.self_exe = SelfExe(argv[0]);
+    eo.quiet = quiet;
+    eo.parallel = experiment_parallel;
+    auto r = phalanx::launch::RunExperiment(*spec, eo, &g_stop);
+    if (!r.ok()) return Fail(r.status(), "experiment");
+    std::printf("%d cells: %d ran, %d finished earlier, %d failed; report in %s/summary.md\n",
+                r->cells, r->ran, r->skipped, r->failed, experiment_out.c_str());
+    return r->failed > 0 ? 1 : 0;
   }
   if (*local) {
     phalanx::launch::LaunchOptions o;

@@ -189,7 +189,8 @@ Status Trainer::Run(double* final_accuracy) {
     rows_moved += dense_keys_.size() + rows.keys.size();
 
     bool last = step + 1 == options_.rounds;
-    if ((step + 1) % options_.log_every == 0 || last) {
+    bool eval_now = options_.evaluate && ((step + 1) % options_.eval_every == 0 || last);
+    if ((step + 1) % options_.log_every == 0 || eval_now || last) {
       auto now = Clock::now();
       double dt = std::chrono::duration<double>(now - last_log).count();
       nlohmann::json j;
@@ -199,7 +200,7 @@ Status Trainer::Run(double* final_accuracy) {
       j["loss"] = loss_sum / std::max(1, loss_count);
       j["wall"] = std::chrono::duration<double>(now - start).count();
       j["rows_per_s"] = dt > 0 ? static_cast<double>(rows_moved - rows_at_last_log) / dt : 0.0;
-      if (options_.evaluate && ((step + 1) % options_.eval_every == 0 || last)) {
+      if (eval_now) {
         // Evaluate on the model after this round closed.
         int64_t want = options_.synchronous ? dense_version + 1 : 0;
         auto acc = Evaluate(want);
