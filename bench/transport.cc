@@ -31,6 +31,10 @@
 //   phalanx        path of the phalanx binary ($PHX_BINARY_DIR/phalanx, else next
 //                  to this build's bench/ directory)
 //   config         job config (launch/configs/fashion-mnist-softmax.toml)
+//   optimizer      the server's optimizer.kind: the config's (adam) unless set;
+//                  sgd isolates the framework from the optimizer's own memory
+//                  traffic (Adam reads and writes 3 floats per weight)
+//   checksum       auto | always | never: the client's ChecksumMode (auto)
 //   quick          1: rows=1M, fewer iterations (runs in well under 30 s)
 
 #include <arpa/inet.h>
@@ -93,6 +97,8 @@ struct Options {
   std::string server_prefix;
   std::string phalanx;
   std::string config;
+  std::string optimizer;
+  std::string checksum = "auto";
 };
 
 // Flag value for `name`: --name=value wins over PHX_BENCH_NAME.
@@ -123,7 +129,8 @@ Options ParseOptions(int argc, char** argv) {
       std::printf(
           "usage: bench_transport [--quick] [--name=value ...]; names: rows batch "
           "dense_floats dense_row_dim rounds sparse_iters dense_iters rtt_iters "
-          "populate_batch breakdown server_prefix phalanx config (also PHX_BENCH_<NAME>)\n");
+          "populate_batch breakdown server_prefix phalanx config optimizer checksum (also "
+          "PHX_BENCH_<NAME>)\n");
       std::exit(0);
     }
   }
@@ -149,6 +156,8 @@ Options ParseOptions(int argc, char** argv) {
   ReadInt(argc, argv, "breakdown", &o.breakdown);
   o.batch = std::min(o.batch, o.rows);
   if (auto v = Lookup(argc, argv, "server_prefix")) o.server_prefix = *v;
+  if (auto v = Lookup(argc, argv, "optimizer")) o.optimizer = *v;
+  if (auto v = Lookup(argc, argv, "checksum")) o.checksum = *v;
   if (auto v = Lookup(argc, argv, "phalanx")) {
     o.phalanx = *v;
   } else if (const char* dir = std::getenv("PHX_BINARY_DIR")) {
@@ -579,7 +588,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
 
   add("XXH3 checksum, " + nks + " keys (800 KB)",
       TimeBest(5, [&] { sink = sink + phalanx::PayloadChecksum(kb, Buffer()); }),
-      "message.cc MakeDataMessage + ValidateMessage: once per side");
+      "only with checksums on (ChecksumMode): once per side");
   add("XXH3 checksum, keys+values (7.2 MB)",
       TimeBest(5, [&] { sink = sink + phalanx::PayloadChecksum(kb, vb); }),
       "push: client makes it, server verifies it");
@@ -595,14 +604,14 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
                  std::vector<float> v(nk * 16);
                  sink = sink + static_cast<uint64_t>(v[v.size() / 2]);
                }),
-      "server.cc AnswerPull: new reply vector per pull");
+      "what a fresh reply buffer per pull cost (now from BufferPool)");
   add("fresh std::vector<float> 40 MB (alloc+zero)",
       TimeBest(3,
                [&] {
                  std::vector<float> v(static_cast<size_t>(o.dense_floats));
                  sink = sink + static_cast<uint64_t>(v[v.size() / 2]);
                }),
-      "server.cc AnswerPull (dense); zmq recv buffers too");
+      "same, dense (now pooled); ZeroMQ's receive buffers still pay it");
   add("memcpy 40 MB into a reused buffer",
       TimeBest(3,
                [&] {
@@ -631,7 +640,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
                    seen.emplace(keys[i], std::make_pair(0, uint32_t(i)));
                  sink = sink + seen.size();
                }),
-      "client.cc PushAsync: `seen` map on every push");
+      "the client's old dedup (now a reused open-addressing index)");
   add("copy + std::sort + adjacent_find, " + nks + " keys",
       TimeBest(3,
                [&] {
@@ -673,7 +682,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
         sink = sink + d->request_id;
       }
     });
-    add("EncodeHeader + DecodeHeader (cereal/iostream)", s / reps,
+    add("EncodeHeader + DecodeHeader (fixed layout, memcpy)", s / reps,
         "message.cc: once each per message, 2 messages per op");
   }
   {
@@ -682,7 +691,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
       for (int i = 0; i < reps; ++i) sink = sink + client.view().slot_owner.size();
     });
     add("ClusterView copy (Client::view / membership->view)", s / reps,
-        "client.cc Wait: copies the view on every loop turn");
+        "client.cc Wait: now only when the view's epoch moved");
   }
   {
     const int reps = 20000;
@@ -691,8 +700,8 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
     double s = TimeBest(3, [&] {
       for (int i = 0; i < reps; ++i) sink = sink + phalanx::PayloadChecksum(one, Buffer());
     });
-    add("PayloadChecksum of 8 bytes (XXH3 state alloc)", s / reps,
-        "message.cc: XXH3_createState mallocs per call");
+    add("PayloadChecksum of 8 bytes (one-shot XXH3)", s / reps,
+        "message.cc: no state allocation any more");
   }
 
   {
@@ -702,7 +711,10 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
     // (196 MB with Adam state), still far beyond the effective L3.
     phalanx::ps::TableOptions to;
     to.dim = 16;
-    to.optimizer.kind = phalanx::ps::OptimizerKind::kAdam;
+    to.optimizer.kind = o.optimizer == "sgd"       ? phalanx::ps::OptimizerKind::kSgd
+                        : o.optimizer == "adagrad" ? phalanx::ps::OptimizerKind::kAdagrad
+                                                   : phalanx::ps::OptimizerKind::kAdam;
+    const std::string opt_name = o.optimizer.empty() ? "adam" : o.optimizer;
     to.optimizer.learning_rate = 0.002f;
     const size_t t_rows = static_cast<size_t>(std::min<int64_t>(o.rows, 1'000'000));
     for (bool serial : {false, true}) {
@@ -729,7 +741,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
       add("table Lookup, " + tks + " random rows, " + mode,
           TimeBest(5, [&] { t.Lookup(tk, tout.data()); }),
           "server.cc AnswerPull: the necessary work");
-      add("table Apply (Adam), " + tks + " random rows, " + mode,
+      add("table Apply (" + opt_name + "), " + tks + " random rows, " + mode,
           TimeBest(5, [&] { t.Apply(tk, tg.data()); }), "server.cc HandlePush: the necessary work");
     }
   }
@@ -775,13 +787,16 @@ int main(int argc, char** argv) {
       (long long)o.rows, (long long)o.batch, (long long)dense_floats, (long long)dense_keys,
       (long long)o.dense_row_dim, (long long)o.rounds, (long long)o.sparse_iters,
       (long long)o.dense_iters, (long long)o.rtt_iters);
-  std::printf("phalanx: %s\nconfig:  %s\n", o.phalanx.c_str(), o.config.c_str());
+  std::printf("phalanx: %s\nconfig:  %s\noptimizer: %s, checksum: %s\n", o.phalanx.c_str(),
+              o.config.c_str(), o.optimizer.empty() ? "(config's)" : o.optimizer.c_str(),
+              o.checksum.c_str());
   std::fflush(stdout);
 
   // --- Start the Phalanx scheduler and server.
   std::vector<std::string> sets = {"cluster.servers=1", "cluster.workers=1", "cluster.mode=async",
                                    "model.embedding_dim=16",
                                    "tables.dense_row_dim=" + std::to_string(o.dense_row_dim)};
+  if (!o.optimizer.empty()) sets.push_back("optimizer.kind=" + o.optimizer);
   auto args_for = [&](const std::string& role) {
     std::vector<std::string> a = {o.phalanx, role, "--config", o.config};
     for (const auto& s : sets) {
@@ -808,6 +823,14 @@ int main(int argc, char** argv) {
 
   phalanx::worker::ClientOptions co;
   co.scheduler_endpoint = *endpoint;
+  if (o.checksum == "always") {
+    co.checksum = phalanx::ChecksumMode::kAlways;
+  } else if (o.checksum == "never") {
+    co.checksum = phalanx::ChecksumMode::kNever;
+  } else if (o.checksum != "auto") {
+    std::fprintf(stderr, "checksum must be auto, always or never\n");
+    Die();
+  }
   auto created = phalanx::worker::Client::Create(co);
   Check(created.status(), "Client::Create");
   auto client = std::move(created).value();
@@ -930,6 +953,11 @@ int main(int argc, char** argv) {
     note(rows.back().op, ps.Median(), rs.Median(), server_s, send_side(5, [&](int i) {
            return ok(client->PushAsync(kEmb, key_sets[i % kKeySets], kDim, grads.data(), 0, false));
          }));
+    notes.back() += Fmt(" [client send with keys_unique %.3f ms]",
+                        send_side(5, [&](int i) {
+                          return ok(client->PushAsync(kEmb, key_sets[i % kKeySets], kDim,
+                                                      grads.data(), 0, false, true));
+                        }) * 1e3);
   }
   // --- (2) Dense: one block of dense_floats as dense_keys rows.
   {
@@ -1025,6 +1053,13 @@ int main(int argc, char** argv) {
       rtt_send * 1e6, raw_send_side * 1e6);
   std::fflush(stdout);
 
+  {
+    auto ps = phalanx::BufferPool::Global().stats();
+    std::printf(
+        "client payload pool: %llu hits, %llu misses (fresh blocks), %zu blocks / %.1f MB cached\n",
+        (unsigned long long)ps.hits, (unsigned long long)ps.misses, ps.cached_blocks,
+        static_cast<double>(ps.cached_bytes) / 1e6);
+  }
   if (o.breakdown) Breakdown(o, *client, key_sets[0]);
 
   // --- Shut down: the raw child by message, the Phalanx processes by signal.

@@ -119,6 +119,9 @@ Status ApplyOverride(toml::table& root, const std::string& item) {
     parsed = toml::table{{"v", value}};
   }
   toml::table* sec = root[section].as_table();
+  if (!sec && root.get(section)) {
+    return InvalidArgument("--set cannot override '" + section + "': it is not a table");
+  }
   if (!sec) {
     root.insert(section, toml::table{});
     sec = root[section].as_table();
@@ -178,6 +181,12 @@ Status Validate(const JobConfig& c) {
     return InvalidArgument("data.dataset must be fashion-mnist, spam-assassin or libsvm, got '" +
                            d.dataset + "'");
   }
+  if (d.partition != "iid" && d.partition != "dirichlet") {
+    return InvalidArgument("data.partition must be iid or dirichlet, got '" + d.partition + "'");
+  }
+  if (!(d.dirichlet_alpha > 0) || !std::isfinite(d.dirichlet_alpha)) {
+    return InvalidArgument("data.dirichlet_alpha must be a positive number");
+  }
   if (!(d.test_fraction > 0 && d.test_fraction < 1)) {
     return InvalidArgument("data.test_fraction must be in (0, 1)");
   }
@@ -220,12 +229,19 @@ Status Validate(const JobConfig& c) {
   }
   {
     static const std::set<std::string> kAttacks = {
-        "none", "random", "sign-flip", "gaussian", "alie", "foe", "label-flip", "nan", "inf"};
+        "none", "random",   "sign-flip", "gaussian",   "alie", "foe", "ipm",
+        "mimic", "alie-opt", "ipm-opt",  "label-flip", "nan",  "inf"};
     if (!kAttacks.count(c.byzantine.attack)) {
       return InvalidArgument(
-          "byzantine.attack must be one of none, random, sign-flip, gaussian, "
-          "alie, foe, label-flip, nan, inf; got '" +
+          "byzantine.attack must be one of none, random, sign-flip, gaussian, alie, foe, ipm, "
+          "mimic, alie-opt, ipm-opt, label-flip, nan, inf; got '" +
           c.byzantine.attack + "'");
+    }
+    if (c.byzantine.mimic_target < 0) {
+      return InvalidArgument("byzantine.mimic_target must not be negative");
+    }
+    if (c.byzantine.line_search_evals < 1 || c.byzantine.line_search_evals > 1000) {
+      return InvalidArgument("byzantine.line_search_evals must be in [1, 1000]");
     }
   }
   if (c.byzantine.count < 0 || c.byzantine.count >= c.cluster.workers) {
@@ -251,11 +267,12 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
   }
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
 
-  static const std::set<std::string> kSections = {"cluster", "data",       "model",
-                                                  "train",   "optimizer",  "embedding_optimizer",
-                                                  "tables",  "aggregator", "byzantine"};
+  static const std::set<std::string> kSections = {
+      "cluster", "data",       "model",     "train",     "optimizer", "embedding_optimizer",
+      "tables",  "aggregator", "byzantine", "checkpoint"};
   for (const auto& [k, node] : root) {
     std::string key(k.str());
+    if (key == "faults") continue;  // [[faults]]: an array of tables, read below
     if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
     if (!node.is_table()) return InvalidArgument("config section '" + key + "' must be a table");
   }
@@ -289,6 +306,8 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("test_fraction", &x.test_fraction);
     r.Read("max_train", &x.max_train);
     r.Read("max_test", &x.max_test);
+    r.Read("partition", &x.partition);
+    r.Read("dirichlet_alpha", &x.dirichlet_alpha);
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
@@ -309,6 +328,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("log_every", &x.log_every);
     r.Read("seed", &x.seed);
     r.Read("momentum", &x.momentum);
+    r.Read("step_delay_ms", &x.step_delay_ms);
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
@@ -345,6 +365,9 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("sigma", &x.sigma);
     r.Read("tau", &x.tau);
     r.Read("estimate_batches", &x.estimate_batches);
+    r.Read("omniscient", &x.omniscient);
+    r.Read("mimic_target", &x.mimic_target);
+    r.Read("line_search_evals", &x.line_search_evals);
     if (bt) {
       if (const toml::node* ranks = bt->get("ranks")) {
         const toml::array* arr = ranks->as_array();
@@ -359,12 +382,79 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     }
     PHX_RETURN_IF_ERROR(r.Finish());
   }
+  if (const toml::node* faults = root.get("faults")) {
+    const toml::array* arr = faults->as_array();
+    if (!arr) return InvalidArgument("faults must be an array of tables: write [[faults]] entries");
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::table* t = arr->get(i)->as_table();
+      std::string name = "faults[" + std::to_string(i) + "]";
+      if (!t) return InvalidArgument(name + " must be a table");
+      SectionReader r(t, name);
+      FaultConfig f;
+      auto opt = [&](const char* key, auto* out) {
+        if (!t->get(key)) return;
+        typename std::remove_reference_t<decltype(*out)>::value_type v{};
+        r.Read(key, &v);
+        *out = v;
+      };
+      r.Read("kind", &f.kind);
+      r.Read("node", &f.node);
+      r.Read("peer", &f.peer);
+      opt("at_round", &f.at_round);
+      opt("until_round", &f.until_round);
+      opt("at_s", &f.at_s);
+      opt("until_s", &f.until_s);
+      r.Read("attack", &f.attack);
+      opt("restart_after_s", &f.restart_after_s);
+      opt("step_delay_ms", &f.step_delay_ms);
+      opt("delay_ms", &f.delay_ms);
+      opt("jitter_ms", &f.jitter_ms);
+      opt("loss_pct", &f.loss_pct);
+      opt("rate_kbit", &f.rate_kbit);
+      r.Read("direction", &f.direction);
+      r.Read("via", &f.via);
+      PHX_RETURN_IF_ERROR(r.Finish());
+      c.faults.push_back(f);
+    }
+  }
+  if (c.train.step_delay_ms < 0 || c.train.step_delay_ms > 600000) {
+    return InvalidArgument("train.step_delay_ms must be in [0, 600000]");
+  }
+  {
+    SectionReader r(root["checkpoint"].as_table(), "checkpoint");
+    auto& x = c.checkpoint;
+    r.Read("dir", &x.dir);
+    r.Read("every_rounds", &x.every_rounds);
+    r.Read("every_seconds", &x.every_seconds);
+    r.Read("keep", &x.keep);
+    PHX_RETURN_IF_ERROR(r.Finish());
+    if (x.every_rounds < 0) return InvalidArgument("checkpoint.every_rounds must not be negative");
+    if (!(x.every_seconds >= 0) || !std::isfinite(x.every_seconds)) {
+      return InvalidArgument("checkpoint.every_seconds must be a number >= 0");
+    }
+    if (x.keep < 1) return InvalidArgument("checkpoint.keep must be >= 1");
+    if (!x.dir.empty() && x.every_rounds == 0 && x.every_seconds == 0) {
+      return InvalidArgument(
+          "checkpoint.dir is set but neither checkpoint.every_rounds nor "
+          "checkpoint.every_seconds is");
+    }
+  }
   if (c.data.path.empty()) {
     if (c.data.dataset == "fashion-mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
     if (c.data.dataset == "spam-assassin") c.data.path = "data/spam-assassin/data";
   }
   PHX_RETURN_IF_ERROR(Validate(c));
   return c;
+}
+
+std::vector<int> ByzantineRanks(const JobConfig& config) {
+  const auto& bz = config.byzantine;
+  if (!bz.ranks.empty()) return bz.ranks;
+  std::vector<int> ranks;
+  for (int r = std::max(0, config.cluster.workers - bz.count); r < config.cluster.workers; ++r) {
+    ranks.push_back(r);
+  }
+  return ranks;
 }
 
 Result<JobConfig> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct DataConfig {
   double test_fraction = 0.2;  // spam-assassin
   int64_t max_train = 0;       // 0 = all examples
   int64_t max_test = 0;
+  // How the training set is split over the cluster's workers: iid (equal
+  // random shards) or dirichlet (label shares ~ Dir(alpha), as in MoNNA).
+  std::string partition = "iid";
+  double dirichlet_alpha = 1.0;
 };
 
 struct ModelConfig {
@@ -53,6 +58,7 @@ struct TrainConfig {
   int log_every = 10;
   uint64_t seed = 1;
   double momentum = 0.0;  // worker-side Polyak momentum beta (MoNNA); 0 = off
+  int step_delay_ms = 0;  // sleep this long per step (a straggler; set per worker by fault schedules)
 };
 
 struct OptimizerConfig {
@@ -89,7 +95,48 @@ struct ByzantineConfig {
   double sigma = 200.0;
   double tau = -1.0;  // attack default when negative
   int estimate_batches = 5;
+  // Omniscient attackers: servers forward the round's honest gradients to the
+  // Byzantine workers (alie, foe/ipm, mimic, alie-opt, ipm-opt).
+  bool omniscient = false;
+  int mimic_target = 0;         // mimic: which honest worker is copied
+  int line_search_evals = 20;   // alie-opt / ipm-opt
 };
+
+// One `[[faults]]` entry, typed but not yet checked against the cluster:
+// launch/fault_schedule.h validates kinds, nodes and times and documents
+// each field. Absent numbers are nullopt.
+struct FaultConfig {
+  std::string kind;  // byzantine|kill|straggler|delay|loss|bandwidth|partition|reset
+  std::string node;  // "scheduler", "server-N", "worker-N"
+  std::string peer;  // network faults: the other end of the link ("" = all of node's links)
+  std::optional<int> at_round;
+  std::optional<int> until_round;
+  std::optional<double> at_s;
+  std::optional<double> until_s;
+  std::string attack;                     // byzantine
+  std::optional<double> restart_after_s;  // kill
+  std::optional<double> step_delay_ms;    // straggler
+  std::optional<double> delay_ms;         // delay (fault proxy)
+  std::optional<double> jitter_ms;        // delay
+  std::optional<double> loss_pct;         // loss
+  std::optional<double> rate_kbit;        // bandwidth
+  std::string direction = "both";  // network faults: in | out | both (seen from node)
+  std::string via;                 // bandwidth: "" (tbf) or "proxy"
+};
+
+// Server snapshots for recovery (ps/snapshot.h): every `every_rounds` rounds
+// of table 0 and/or every `every_seconds`, into `dir`, keeping the `keep`
+// newest per server rank. An empty dir disables snapshots.
+struct CheckpointConfig {
+  std::string dir;
+  int every_rounds = 0;
+  double every_seconds = 0;
+  int keep = 2;
+};
+
+struct JobConfig;
+// Worker ranks that lie: byzantine.ranks, or else the last byzantine.count ranks.
+std::vector<int> ByzantineRanks(const JobConfig& config);
 
 struct JobConfig {
   ClusterConfig cluster;
@@ -102,6 +149,8 @@ struct JobConfig {
   TablesConfig tables;
   AggregatorConfig aggregator;
   ByzantineConfig byzantine;
+  CheckpointConfig checkpoint;  // [checkpoint]
+  std::vector<FaultConfig> faults;  // [[faults]], in file order
   std::string source;  // the file it came from
 };
 

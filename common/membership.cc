@@ -42,31 +42,69 @@ void MembershipClient::Loop() {
     return;
   }
   std::unique_ptr<Socket> sock = std::move(socket_or).value();
+  const auto silence = std::chrono::milliseconds(options_.scheduler_silence_ms > 0
+                                                     ? options_.scheduler_silence_ms
+                                                     : std::max(2000, 10 * options_.heartbeat_ms));
+  const auto give_up = std::chrono::milliseconds(options_.register_timeout_ms);
   auto send_register = [&] {
     RegisterBody body;
     body.node = options_.self;
+    // Re-registering: ask for the same id and rank, and tell a restarted
+    // scheduler the newest epoch seen so its views continue from there.
+    body.node.id = node_id_.load();
     body.requested_rank = rank_.load() >= 0 ? rank_.load() : options_.requested_rank;
-    (void)sock->Send(
-        MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body)));
+    Message m = MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body));
+    m.header.round = epoch();
+    (void)sock->Send(m);
   };
   send_register();
   auto last_register = Clock::now();
   auto last_heartbeat = Clock::now();
+  auto last_heard = Clock::now();  // any message from the scheduler
+  auto backoff = std::chrono::milliseconds(100);
+  bool ever_registered = false;
+  bool silent = false;
   const auto heartbeat = std::chrono::milliseconds(options_.heartbeat_ms);
+
+  // Start over with registration (the scheduler forgot us or went silent).
+  auto reregister = [&](Clock::time_point now, const std::string& why) {
+    if (left_) return;
+    if (registered_) {
+      spdlog::warn("{}; re-registering as id {} rank {}", why, node_id_.load(), rank_.load());
+      backoff = std::chrono::milliseconds(100);
+    }
+    registered_ = false;
+    if (now - last_register >= backoff) {
+      send_register();
+      last_register = now;
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(2000));
+    }
+  };
 
   while (!stop_) {
     Received r = sock->Recv(std::min(50, options_.heartbeat_ms));
     if (r.status.code() == StatusCode::kCancelled) break;  // process is exiting
     auto now = Clock::now();
     if (r.status.ok()) {
+      last_heard = now;
+      if (silent) {
+        spdlog::info("scheduler at {} is back", options_.scheduler_endpoint);
+        silent = false;
+      }
       const Message& m = r.msg;
       switch (m.header.type) {
         case MsgType::kRegisterAck: {
           auto ack = DecodeRegisterAck(m.body);
           if (ack.ok()) {
+            if (ever_registered && !registered_) {
+              reregistrations_++;
+              spdlog::info("re-registered with the scheduler: id {} rank {}", ack->node_id,
+                           ack->rank);
+            }
             node_id_ = ack->node_id;
             rank_ = ack->rank;
             registered_ = true;
+            ever_registered = true;
             std::lock_guard<std::mutex> lock(mu_);
             cv_.notify_all();
           }
@@ -106,24 +144,43 @@ void MembershipClient::Loop() {
         }
         case MsgType::kError: {
           Status s = StatusFromError(m);
-          if (s.code() == StatusCode::kFailedPrecondition && !left_) {
-            // The scheduler does not know us (it restarted): register again.
-            spdlog::warn("scheduler forgot this node ({}); re-registering", s.message());
-            registered_ = false;
-            send_register();
-            last_register = now;
+          if (s.code() == StatusCode::kFailedPrecondition && !left_ && ever_registered) {
+            // The scheduler does not know us (it restarted).
+            reregister(now, "scheduler forgot this node (" + s.message() + ")");
           } else {
             spdlog::warn("scheduler error: {}", s.ToString());
           }
           break;
         }
         default:
-          break;
+          break;  // kHeartbeat answers only refresh last_heard
       }
     }
-    if (!registered_ && now - last_register > std::chrono::milliseconds(1000)) {
-      send_register();
-      last_register = now;
+    if (ever_registered && !left_ && now - last_heard > silence) {
+      if (!silent) {
+        silent = true;
+        spdlog::warn(
+            "no answer from the scheduler at {} for {} ms; serving on, re-registering",
+            options_.scheduler_endpoint,
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count());
+      }
+      reregister(now, "scheduler silent");
+      if (now - last_heard > give_up && !lost_) {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost_reason_ = "lost the scheduler at " + options_.scheduler_endpoint + ": no answer for " +
+                       std::to_string(options_.register_timeout_ms) +
+                       " ms (cluster.register_timeout_ms)";
+        lost_ = true;
+        spdlog::error("{}", lost_reason_);
+        cv_.notify_all();
+      }
+    } else if (!registered_ && !left_) {
+      // First registration, or re-registration after an error: retry with backoff.
+      if (now - last_register >= backoff) {
+        send_register();
+        last_register = now;
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(2000));
+      }
     }
     // Drain requests from other threads.
     std::deque<std::string> barriers;
@@ -148,6 +205,12 @@ void MembershipClient::Loop() {
       last_heartbeat = now;
     }
   }
+}
+
+Status MembershipClient::health() const {
+  if (!lost_.load()) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  return Unavailable(lost_reason_);
 }
 
 Result<ClusterView> MembershipClient::WaitForView(int64_t min_epoch, int timeout_ms) {

@@ -3,8 +3,16 @@
 // sends heartbeats, receives cluster views and the shutdown notice, and runs
 // barriers. It owns one background thread, which alone touches its ZeroMQ
 // socket; the public methods are thread-safe and talk to that thread through a
-// mutex-guarded queue. If the scheduler restarts and forgets the node, the
-// client re-registers with its old rank.
+// mutex-guarded queue.
+//
+// Losing the scheduler: the scheduler answers every heartbeat. When it says it
+// does not know this node (it restarted) or stays silent for
+// scheduler_silence_ms, the client re-registers with its old node id, rank
+// and newest epoch (in the header's round field, so the restarted scheduler
+// continues the epochs), retrying with exponential backoff (100 ms .. 2 s)
+// while the node keeps serving on its last view. After register_timeout_ms
+// without hearing from the scheduler, health() turns Unavailable and the
+// owner should stop with that error: a bound, never an endless wait.
 
 #include <atomic>
 #include <condition_variable>
@@ -27,6 +35,8 @@ struct MembershipOptions {
   int requested_rank = -1;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
+  // Silence after which the scheduler is presumed gone (0 = 10 heartbeats, at least 2 s).
+  int scheduler_silence_ms = 0;
 };
 
 class MembershipClient {
@@ -50,6 +60,11 @@ class MembershipClient {
   void SetViewCallback(std::function<void(const ClusterView&)> cb);
 
   bool shutdown_requested() const { return shutdown_.load(); }
+  // Ok while the scheduler is reachable or within register_timeout_ms of
+  // losing it; then Unavailable naming the endpoint and how long it was silent.
+  Status health() const;
+  // Times this node registered again after losing the scheduler.
+  int64_t reregistrations() const { return reregistrations_.load(); }
   // Blocks until every live worker entered barrier `name`.
   Status Barrier(const std::string& name, int timeout_ms);
   // Tells the scheduler this node is done (workers at the end of training).
@@ -67,6 +82,8 @@ class MembershipClient {
   std::atomic<bool> shutdown_{false};
   std::atomic<bool> registered_{false};
   std::atomic<bool> left_{false};
+  std::atomic<bool> lost_{false};
+  std::atomic<int64_t> reregistrations_{0};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -76,6 +93,7 @@ class MembershipClient {
   bool leave_requested_ = false;                     // guarded by mu_
   std::function<void(const ClusterView&)> view_cb_;  // guarded by mu_
   std::string fatal_;                                // guarded by mu_
+  std::string lost_reason_;                          // guarded by mu_
   std::thread thread_;
 };
 

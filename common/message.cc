@@ -1,9 +1,11 @@
 #include "common/message.h"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
-#include <cereal/archives/binary.hpp>
-#include <sstream>
+#include <algorithm>
+#include <bit>
+#include <new>
 
 namespace phalanx {
 
@@ -74,11 +76,28 @@ bool KnownType(uint8_t t) {
   }
 }
 
-// Serialized size of a Header: all fields are fixed-size.
-size_t HeaderBytes() {
-  static const size_t bytes = EncodeHeader(Header{}).size();
-  return bytes;
+// The header's fields in wire order, each copied as its native little-endian
+// bytes: exactly what cereal's BinaryOutputArchive writes for Header (tests
+// check the two agree), without an ostringstream per message.
+static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
+
+template <typename Fn>
+void ForEachField(Header& h, Fn&& fn) {
+  fn(&h.magic, sizeof(h.magic));
+  fn(&h.version, sizeof(h.version));
+  fn(&h.type, sizeof(h.type));
+  fn(&h.flags, sizeof(h.flags));
+  fn(&h.sender, sizeof(h.sender));
+  fn(&h.request_id, sizeof(h.request_id));
+  fn(&h.round, sizeof(h.round));
+  fn(&h.table_id, sizeof(h.table_id));
+  fn(&h.dim, sizeof(h.dim));
+  fn(&h.num_keys, sizeof(h.num_keys));
+  fn(&h.num_values, sizeof(h.num_values));
+  fn(&h.status_code, sizeof(h.status_code));
+  fn(&h.checksum, sizeof(h.checksum));
 }
+static_assert(sizeof(MsgType) == 1);
 }  // namespace
 
 Buffer Buffer::Copy(const void* data, size_t size) {
@@ -94,28 +113,136 @@ Buffer Buffer::Aligned(size_t alignment) const {
   return Copy(data_, size_);
 }
 
-std::string EncodeHeader(const Header& header) {
-  std::ostringstream os(std::ios::binary);
-  {
-    cereal::BinaryOutputArchive ar(os);
-    ar(header);
+namespace {
+constexpr size_t kBlockAlign = 64;
+constexpr size_t kBlockGranule = size_t{64} << 10;  // capacities round up to this
+}  // namespace
+
+struct BufferPool::State {
+  struct Block {
+    std::byte* data;
+    size_t capacity;
+  };
+  explicit State(const Options& o) : options(o) {}
+  ~State() {
+    for (const Block& b : free) ::operator delete(b.data, std::align_val_t(kBlockAlign));
   }
-  return std::move(os).str();
+
+  void Release(std::byte* data, size_t capacity) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (free.size() < options.max_cached_blocks &&
+          cached + capacity <= options.max_cached_bytes) {
+        free.push_back({data, capacity});
+        cached += capacity;
+        return;
+      }
+    }
+    ::operator delete(data, std::align_val_t(kBlockAlign));
+  }
+
+  const Options options;
+  mutable std::mutex mu;
+  std::vector<Block> free;  // guarded by mu
+  size_t cached = 0;        // guarded by mu
+  std::atomic<uint64_t> hits{0}, misses{0};
+};
+
+BufferPool::BufferPool(const Options& options) : state_(std::make_shared<State>(options)) {}
+
+BufferPool& BufferPool::Global() {
+  static BufferPool* pool = new BufferPool();  // never destroyed, see header
+  return *pool;
+}
+
+Buffer BufferPool::Acquire(size_t bytes, size_t alignment, void** data) {
+  if (bytes < state_->options.min_bytes && alignment <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+    // Small: plain storage (malloc's own free lists already recycle it).
+    std::shared_ptr<std::byte[]> holder(new std::byte[std::max<size_t>(bytes, 1)]);
+    *data = holder.get();
+    return Buffer(std::shared_ptr<const void>(holder, holder.get()), holder.get(), bytes);
+  }
+  State::Block block{nullptr, 0};
+  {
+    // Best fit among the free blocks, but not one more than 4x too big: that
+    // would pin a large block under a small payload.
+    std::lock_guard<std::mutex> lock(state_->mu);
+    auto& free = state_->free;
+    size_t best = free.size();
+    for (size_t i = 0; i < free.size(); ++i) {
+      if (free[i].capacity >= bytes && free[i].capacity / 4 <= bytes &&
+          (best == free.size() || free[i].capacity < free[best].capacity)) {
+        best = i;
+      }
+    }
+    if (best != free.size()) {
+      block = free[best];
+      free[best] = free.back();
+      free.pop_back();
+      state_->cached -= block.capacity;
+    }
+  }
+  if (block.data != nullptr) {
+    state_->hits.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    state_->misses.fetch_add(1, std::memory_order_relaxed);
+    block.capacity = (bytes + kBlockGranule - 1) / kBlockGranule * kBlockGranule;
+    block.data =
+        static_cast<std::byte*>(::operator new(block.capacity, std::align_val_t(kBlockAlign)));
+  }
+  *data = block.data;
+  // The deleter holds the state, so the block has somewhere to go back to.
+  std::shared_ptr<const void> owner(
+      block.data, [state = state_, capacity = block.capacity](const void* p) {
+        state->Release(static_cast<std::byte*>(const_cast<void*>(p)), capacity);
+      });
+  return Buffer(std::move(owner), block.data, bytes);
+}
+
+Buffer BufferPool::Copy(const void* data, size_t size) {
+  std::byte* out = nullptr;
+  Buffer b = Uninitialized<std::byte>(size, &out);
+  if (size > 0) std::memcpy(out, data, size);
+  return b;
+}
+
+BufferPool::Stats BufferPool::stats() const {
+  Stats s;
+  s.hits = state_->hits.load(std::memory_order_relaxed);
+  s.misses = state_->misses.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  s.cached_bytes = state_->cached;
+  s.cached_blocks = state_->free.size();
+  return s;
+}
+
+void EncodeHeaderTo(const Header& header, std::byte* out) {
+  Header h = header;
+  size_t off = 0;
+  ForEachField(h, [&](const void* field, size_t n) {
+    std::memcpy(out + off, field, n);
+    off += n;
+  });
+}
+
+std::string EncodeHeader(const Header& header) {
+  std::string out(kHeaderBytes, '\0');
+  EncodeHeaderTo(header, reinterpret_cast<std::byte*>(out.data()));
+  return out;
 }
 
 Result<Header> DecodeHeader(const void* data, size_t size) {
-  if (size != HeaderBytes()) {
+  if (size != kHeaderBytes) {
     return InvalidArgument("header frame is " + std::to_string(size) + " bytes, expected " +
-                           std::to_string(HeaderBytes()));
+                           std::to_string(kHeaderBytes));
   }
   Header h;
-  try {
-    std::istringstream is(std::string(static_cast<const char*>(data), size), std::ios::binary);
-    cereal::BinaryInputArchive ar(is);
-    ar(h);
-  } catch (const std::exception& e) {
-    return InvalidArgument(std::string("undecodable header: ") + e.what());
-  }
+  size_t off = 0;
+  const auto* in = static_cast<const std::byte*>(data);
+  ForEachField(h, [&](void* field, size_t n) {
+    std::memcpy(field, in + off, n);
+    off += n;
+  });
   if (h.magic != kWireMagic) return InvalidArgument("bad magic in header");
   if (h.version != kWireVersion) {
     return InvalidArgument("unsupported protocol version " + std::to_string(h.version));
@@ -127,12 +254,21 @@ Result<Header> DecodeHeader(const void* data, size_t size) {
 }
 
 uint64_t PayloadChecksum(const Buffer& keys, const Buffer& values) {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_64bits_reset(state);
-  if (!keys.empty()) XXH3_64bits_update(state, keys.data(), keys.size());
-  if (!values.empty()) XXH3_64bits_update(state, values.data(), values.size());
-  uint64_t h = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
+  // XXH3 streamed over keys then values equals XXH3 of their concatenation,
+  // so a message with one payload frame takes the one-shot path.
+  uint64_t h;
+  static const std::byte kNone{};
+  if (keys.empty() || values.empty()) {
+    const Buffer& b = keys.empty() ? values : keys;
+    h = XXH3_64bits(b.empty() ? &kNone : b.data(), b.size());
+  } else {
+    XXH3_state_t state;
+    XXH3_INITSTATE(&state);
+    XXH3_64bits_reset(&state);
+    XXH3_64bits_update(&state, keys.data(), keys.size());
+    XXH3_64bits_update(&state, values.data(), values.size());
+    h = XXH3_64bits_digest(&state);
+  }
   return h == 0 ? 1 : h;  // 0 means "not computed"
 }
 

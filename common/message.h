@@ -9,10 +9,12 @@
 // received and against WireLimits, and failures come back as a Status.
 // Message objects are values; Buffers share immutable bytes between threads.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -46,6 +48,9 @@ enum class MsgType : uint8_t {
   kGramPlan = 41,     // round, table_id; body: ps::internal::RoundPlan
 };
 
+// Bytes of an encoded Header (every field is fixed-size).
+inline constexpr size_t kHeaderBytes = 64;
+
 const char* MsgTypeName(MsgType type);
 bool IsDataMessage(MsgType type);
 
@@ -63,6 +68,8 @@ struct Header {
   uint64_t num_values = 0;
   int32_t status_code = 0;  // StatusCode for kError
   uint64_t checksum = 0;    // XXH3 of key and value bytes; 0 when not computed
+  // The encoding is cereal's binary archive of these fields in this order;
+  // EncodeHeader writes the same bytes without going through iostreams.
 
   template <class Archive>
   void serialize(Archive& ar) {
@@ -70,6 +77,12 @@ struct Header {
        status_code, checksum);
   }
 };
+
+// Header::flags bits.
+// On a kPull: "send me the honest workers' pushed gradients of this round for
+// these keys" (omniscient Byzantine experiments only; worker/honest_peek.h).
+// The kPullResponse then holds h x num_keys x dim values, worker by worker.
+inline constexpr uint8_t kFlagHonestGradients = 0x1;
 
 // Immutable bytes with shared ownership. Lets a received ZeroMQ frame or a
 // moved-in vector become a payload without copying.
@@ -117,6 +130,58 @@ class Buffer {
   size_t size_ = 0;
 };
 
+// BufferPool: recycled storage for large payloads. A multi-MB block fresh from
+// malloc is a fresh mmap, and filling it costs one page fault per 4 KiB (about
+// 10k faults, several ms, for a 40 MB pull reply: more than filling it). The
+// pool keeps released blocks and hands them out again. A Buffer made by the
+// pool returns its block when its last reference goes, which after a
+// zero-copy send happens on ZeroMQ's I/O thread (transport.cc's free
+// callback). Requests below min_bytes get plain, unpooled storage.
+//
+// Thread-safety: every method is thread-safe. Buffers keep the pool's state
+// alive, so a pool may be destroyed while its Buffers are still in use.
+class BufferPool {
+ public:
+  struct Options {
+    size_t min_bytes = size_t{128} << 10;       // smaller requests are not pooled
+    size_t max_cached_bytes = size_t{1} << 30;  // free blocks kept, in bytes
+    size_t max_cached_blocks = 32;              // free blocks kept
+  };
+  BufferPool() : BufferPool(Options()) {}
+  explicit BufferPool(const Options& options);
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // The process-wide pool, used for wire payloads. Never destroyed: ZeroMQ's
+  // I/O threads may release buffers while the process exits.
+  static BufferPool& Global();
+
+  // A buffer of n T's, left uninitialized (the caller writes every element
+  // through *data before sharing it); from a recycled block when one fits.
+  template <typename T>
+  Buffer Uninitialized(size_t n, T** data) {
+    void* p = nullptr;
+    Buffer b = Acquire(n * sizeof(T), alignof(T), &p);
+    *data = static_cast<T*>(p);
+    return b;
+  }
+  // A pooled copy of `size` bytes.
+  Buffer Copy(const void* data, size_t size);
+
+  struct Stats {
+    uint64_t hits = 0;    // requests served from a recycled block
+    uint64_t misses = 0;  // pooled-size requests that allocated
+    size_t cached_bytes = 0;
+    size_t cached_blocks = 0;
+  };
+  Stats stats() const;
+
+ private:
+  struct State;
+  Buffer Acquire(size_t bytes, size_t alignment, void** data);
+  std::shared_ptr<State> state_;
+};
+
 struct Message {
   Header header;
   Buffer keys;       // num_keys uint64
@@ -136,8 +201,9 @@ struct WireLimits {
   bool verify_checksum = true;
 };
 
-// Encodes a header into its frame bytes.
+// Encodes a header into its frame bytes (kHeaderBytes).
 std::string EncodeHeader(const Header& header);
+void EncodeHeaderTo(const Header& header, std::byte* out);
 // Decodes a header frame. InvalidArgument on wrong size, magic or version.
 Result<Header> DecodeHeader(const void* data, size_t size);
 
@@ -147,6 +213,11 @@ Status ValidateMessage(const Message& msg, const WireLimits& limits);
 
 // XXH3 over keys then values (what Header::checksum carries).
 uint64_t PayloadChecksum(const Buffer& keys, const Buffer& values);
+
+// When data messages carry a payload checksum (see wire_format.md). kAuto:
+// only on links that leave the host; loopback traffic never crosses a NIC or
+// a cable, and hashing twice per message would cost more than the transfer.
+enum class ChecksumMode : uint8_t { kAuto, kAlways, kNever };
 
 // Builders for common messages; they fill counts and checksum.
 Message MakeDataMessage(MsgType type, int32_t sender, uint64_t request_id, int64_t round,

@@ -108,8 +108,8 @@ class ZmqSocket final : public Socket {
   Status Send(const Message& msg, const std::string& peer) override {
     std::vector<zmq::message_t> frames;
     frames.reserve(4);
-    std::string header = EncodeHeader(msg.header);
-    frames.emplace_back(header.data(), header.size());
+    frames.emplace_back(kHeaderBytes);
+    EncodeHeaderTo(msg.header, static_cast<std::byte*>(frames.back().data()));
     if (IsDataMessage(msg.header.type)) {
       frames.push_back(ZeroCopyFrame(msg.keys));
       frames.push_back(ZeroCopyFrame(msg.values));
@@ -127,17 +127,26 @@ class ZmqSocket final : public Socket {
 
   Received Recv(int timeout_ms) override {
     Received out;
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
     try {
-      if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) {
-        out.status = DeadlineExceeded("no message within " + std::to_string(timeout_ms) + " ms");
-        return out;
+      // Try first, poll only when nothing is queued: a message that is
+      // already there costs one recv, not a poll(2) and a recv.
+      zmq::message_t head;
+      if (!socket_.recv(head, zmq::recv_flags::dontwait)) {
+        zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+        if (timeout_ms <= 0 || zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0 ||
+            !socket_.recv(head, zmq::recv_flags::dontwait)) {
+          out.status = DeadlineExceeded("no message within " + std::to_string(timeout_ms) + " ms");
+          return out;
+        }
       }
       std::vector<zmq::message_t> frames;
-      bool more = true;
-      size_t bytes = 0;
+      frames.reserve(4);
+      bool more = head.more();
+      size_t bytes = head.size();
+      frames.push_back(std::move(head));
       while (more) {
         zmq::message_t frame;
+        // The rest of a multipart message is delivered atomically with its first part.
         if (!socket_.recv(frame, zmq::recv_flags::none)) {
           out.status = Unavailable("recv interrupted");
           return out;
@@ -255,6 +264,10 @@ Result<std::vector<bool>> PollReadable(std::span<Socket* const> sockets, int tim
   std::vector<bool> ready;
   for (auto& it : items) ready.push_back((it.revents & ZMQ_POLLIN) != 0);
   return ready;
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
 std::string TcpEndpoint(const std::string& host, int port) {

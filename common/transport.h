@@ -51,7 +51,8 @@ class Socket {
   virtual Status SendRaw(const std::vector<std::string>& frames, const std::string& peer = "") = 0;
 
   // Waits up to timeout_ms for one message. DeadlineExceeded (in the result's
-  // status, with an empty peer) when none arrived.
+  // status, with an empty peer) when none arrived. With timeout_ms <= 0 it
+  // only takes a message that is already queued (no poll system call).
   virtual Received Recv(int timeout_ms) = 0;
 
  protected:
@@ -61,6 +62,9 @@ class Socket {
 // Waits until one of `sockets` is readable or timeout_ms passes. Returns one
 // flag per socket.
 Result<std::vector<bool>> PollReadable(std::span<Socket* const> sockets, int timeout_ms);
+
+// True for 127.0.0.0/8, ::1 and "localhost": traffic that never leaves the host.
+bool IsLoopbackHost(const std::string& host);
 
 // "tcp://host:port".
 std::string TcpEndpoint(const std::string& host, int port);

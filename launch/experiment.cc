@@ -144,20 +144,23 @@ Row ReadRow(const ExperimentCell& cell, const fs::path& dir) {
   r.dir = dir.string();
   std::ifstream in(dir / "summary.json");
   if (!in) return r;
-  try {
-    nlohmann::json j = nlohmann::json::parse(in);
-    r.accuracy = j.value("final_test_accuracy", NAN);
-    r.rounds = j.value("rounds", 0);
-    r.wall = j.value("wall_seconds", NAN);
-    r.updates_lost = j.value("updates_lost", int64_t{0});
-    if (j.contains("faults_applied")) {
-      const auto& fa = j["faults_applied"];
-      r.faults = fa.is_array() ? static_cast<int>(fa.size()) : fa.is_number() ? fa.get<int>() : 0;
-    }
-    r.ok = CellFinished(dir) && r.accuracy >= 0;
-  } catch (const nlohmann::json::exception&) {
-    r.ok = false;
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return r;
+  // Fields written by other tools may be null or missing: read each leniently.
+  auto number = [&](const char* key, double fallback) {
+    return j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
+  };
+  r.accuracy = number("final_test_accuracy", NAN);
+  r.rounds = static_cast<int>(number("rounds", 0));
+  r.wall = number("wall_seconds", NAN);
+  r.updates_lost = static_cast<int64_t>(number("updates_lost", 0));
+  for (const char* key : {"faults_applied", "faults"}) {
+    if (!j.contains(key)) continue;
+    const auto& fa = j[key];
+    r.faults = fa.is_array() ? static_cast<int>(fa.size()) : static_cast<int>(number(key, 0));
+    break;
   }
+  r.ok = CellFinished(dir) && r.accuracy >= 0;
   return r;
 }
 
@@ -257,6 +260,21 @@ Result<ExperimentSpec> LoadExperiment(const std::string& path,
     for (auto& [k, v] : *rs) {
       std::string rule(k.str());
       const toml::array* arr = v.as_array();
+      if (const toml::table* variant = v.as_table()) {
+        auto base_rule =
+            variant->get("rule") ? variant->get("rule")->value<std::string>() : std::nullopt;
+        if (!base_rule)
+          return InvalidArgument("rule_set." + rule + ".rule (a rule name) is required");
+        s.rule_alias[rule] = *base_rule;
+        arr = variant->get("set") ? variant->get("set")->as_array() : nullptr;
+        for (auto& [vk, vv] : *variant) {
+          if (vk.str() != "rule" && vk.str() != "set") {
+            return InvalidArgument("rule_set." + rule + "." + std::string(vk.str()) +
+                                   " is not a known key (rule, set)");
+          }
+        }
+        if (!arr) continue;
+      }
       if (!arr) return InvalidArgument("rule_set." + rule + " must be an array of strings");
       for (const auto& e : *arr) {
         auto item = e.value<std::string>();
@@ -299,7 +317,8 @@ std::vector<ExperimentCell> ExpandGrid(const ExperimentSpec& spec) {
 
 std::vector<std::string> CellOverrides(const ExperimentSpec& spec, const ExperimentCell& cell) {
   std::vector<std::string> o = spec.overrides;
-  o.push_back("aggregator.name=" + cell.rule);
+  auto alias = spec.rule_alias.find(cell.rule);
+  o.push_back("aggregator.name=" + (alias == spec.rule_alias.end() ? cell.rule : alias->second));
   o.push_back("aggregator.f=" + std::to_string(cell.f));
   bool attacked = cell.attack != "none" && cell.f > 0;
   o.push_back("byzantine.count=" + std::to_string(attacked ? cell.f : 0));

@@ -38,6 +38,9 @@ struct ExperimentSpec {
   std::vector<std::string> overrides;  // --set items for every cell
   // Per-rule --set items (e.g. flag's r), applied after `overrides`.
   std::map<std::string, std::vector<std::string>> rule_overrides;
+  // Named variants: [rule_set] flag-r4 = { rule = "flag", set = ["aggregator.r=4"] }
+  // lets `rules` list the same aggregator with different parameters.
+  std::map<std::string, std::string> rule_alias;
   int parallel = 1;
 };
 

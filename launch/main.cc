@@ -16,6 +16,7 @@
 #include "launch/experiment.h"
 #include "launch/local_launcher.h"
 #include "launch/roles.h"
+#include "launch/simulator.h"
 
 namespace {
 
@@ -74,6 +75,9 @@ int main(int argc, char** argv) {
   add_config(server);
   server->add_option("--scheduler", scheduler, "scheduler endpoint tcp://host:port")->required();
   server->add_option("--rank", rank, "requested server rank");
+  bool restore = false;
+  server->add_flag("--restore", restore,
+                   "load the newest valid snapshot of this rank from checkpoint.dir (or fail)");
 
   auto* worker = app.add_subcommand("worker", "run one training worker");
   add_config(worker);
@@ -89,6 +93,9 @@ int main(int argc, char** argv) {
   local->add_option("--out", out_dir, "output folder (metrics.csv, summary.json, plots, logs)")
       ->required();
   local->add_flag("--quiet", quiet, "no progress line");
+  bool require_network_faults = false;
+  local->add_flag("--require-network-faults", require_network_faults,
+                  "refuse the run when its network faults cannot be applied (no root/netns)");
 
   auto* aggregate = app.add_subcommand(
       "aggregate", "run a reference case file (aggregator, pipeline, Flag, attack, MoNNA round)");
@@ -98,6 +105,15 @@ int main(int argc, char** argv) {
   aggregate->add_option("--input", case_path, "case file (JSON, as in shared/vectors)")->required();
   aggregate->add_flag("--gram", gram_form, "compute through the two-phase Gram form");
   aggregate->add_option("--slices", slices, "row slices for --gram")->capture_default_str();
+
+  auto* simulate = app.add_subcommand(
+      "simulate", "federated clients on a virtual clock (FedAvg, async, FedAsync, FedBuff, FedFix)");
+  std::string sim_out;
+  int sim_threads = 0;
+  add_config(simulate);
+  simulate->add_option("--out", sim_out, "output folder (metrics.csv, summary.json, PNG plots)")
+      ->required();
+  simulate->add_option("--threads", sim_threads, "client-training threads (0 = all cores)");
 
   auto* experiment = app.add_subcommand(
       "experiment", "sweep a grid of local runs (rules x attacks x f x fault schedules x seeds)");
@@ -131,7 +147,7 @@ int main(int argc, char** argv) {
   if (*server) {
     auto c = load();
     if (!c.ok()) return Fail(c.status(), "server");
-    auto s = phalanx::launch::RunServer(*c, scheduler, rank, &g_stop);
+    auto s = phalanx::launch::RunServer(*c, scheduler, rank, &g_stop, restore);
     return s.ok() ? 0 : Fail(s, "server");
   }
   if (*worker) {
@@ -139,6 +155,21 @@ int main(int argc, char** argv) {
     if (!c.ok()) return Fail(c.status(), "worker");
     auto s = phalanx::launch::RunWorker(*c, scheduler, rank, std::cout, &g_stop);
     return s.ok() ? 0 : Fail(s, "worker");
+  }
+  if (*simulate) {
+    auto sc = phalanx::launch::LoadSimConfig(config_path, overrides);
+    if (!sc.ok()) return Fail(sc.status(), "simulate");
+    auto sim = phalanx::launch::Simulator::Create(*sc);
+    if (!sim.ok()) return Fail(sim.status(), "simulate");
+    phalanx::launch::SimulateOptions so;
+    so.out_dir = sim_out;
+    so.threads = sim_threads;
+    so.progress = &std::cout;
+    auto r = (*sim)->RunAll(so);
+    if (!r.ok()) return Fail(r.status(), "simulate");
+    std::printf("results in %s (metrics.csv, summary.json, accuracy.png, staleness.png)\n",
+                sim_out.c_str());
+    return 0;
   }
   if (*aggregate) {
     phalanx::launch::AggregateCaseOptions ao;
@@ -170,6 +201,7 @@ int main(int argc, char** argv) {
     o.out_dir = out_dir;
     o.self_exe = SelfExe(argv[0]);
     o.quiet = quiet;
+    o.require_network_faults = require_network_faults;
     auto r = phalanx::launch::LaunchLocal(o, &g_stop);
     if (!r.ok()) return Fail(r.status(), "launch");
     std::printf("final test accuracy: %.4f after %d rounds in %.1f s (results in %s)\n",

@@ -12,6 +12,7 @@
 #include "worker/client.h"
 #include "worker/dataset.h"
 #include "worker/model.h"
+#include "worker/partition.h"
 #include "worker/trainer.h"
 
 namespace phalanx::launch {
@@ -97,7 +98,7 @@ Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
 }
 
 Status RunServer(const JobConfig& config, const std::string& scheduler, int rank,
-                 const std::atomic<bool>* stop) {
+                 const std::atomic<bool>* stop, bool restore) {
   // The model's shape decides the dense table size; servers do not need the
   // data, only the dimensions, which the tables take from the config.
   std::unique_ptr<ps::Server> server;
@@ -136,6 +137,14 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.aggregator.name = config.aggregator.name;
   o.aggregator.f = config.aggregator.f;
   o.aggregator.params = config.aggregator.params;
+  o.honest_peeks = config.byzantine.omniscient && config.byzantine.count + static_cast<int>(config.byzantine.ranks.size()) > 0;
+  o.byzantine_ranks = ByzantineRanks(config);
+  o.checkpoint.dir = config.checkpoint.dir;
+  o.checkpoint.every_rounds = config.checkpoint.every_rounds;
+  o.checkpoint.every_seconds = config.checkpoint.every_seconds;
+  o.checkpoint.keep = config.checkpoint.keep;
+  o.restore = restore;
+  o.num_servers = static_cast<uint32_t>(config.cluster.servers);
   PHX_ASSIGN_OR_RETURN(server, ps::Server::Create(o));
   return server->Run(stop);
 }
@@ -176,8 +185,22 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   }
   int world = client->view().live_workers();
   int my_rank = client->rank();
-  std::vector<size_t> shard = worker::ShardIndices(data.train.size(), my_rank,
-                                                   std::max(world, my_rank + 1), config.data.seed);
+  std::vector<size_t> shard;
+  if (config.data.partition == "dirichlet") {
+    // Non-IID: label shares per worker ~ Dir(alpha) (MoNNA's heterogeneity).
+    worker::PartitionOptions po;
+    po.method = "dirichlet";
+    po.alpha = config.data.dirichlet_alpha;
+    po.num_clients = config.cluster.workers;
+    po.seed = config.data.seed;
+    PHX_ASSIGN_OR_RETURN(auto partition, worker::Partition::Create(data.train, po));
+    std::vector<uint32_t> idx;
+    partition.ClientIndices(my_rank, &idx);
+    shard.assign(idx.begin(), idx.end());
+  } else {
+    shard = worker::ShardIndices(data.train.size(), my_rank, std::max(world, my_rank + 1),
+                                 config.data.seed);
+  }
   worker::TrainerOptions to;
   to.synchronous = config.cluster.mode == "sync";
   to.rounds = config.train.rounds;
@@ -188,9 +211,10 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   to.dense_row_dim = static_cast<uint32_t>(config.tables.dense_row_dim);
   to.evaluate = my_rank == 0;
   to.momentum = config.train.momentum;
+  to.step_delay_ms = config.train.step_delay_ms;
   const auto& bz = config.byzantine;
-  bool lies = std::find(bz.ranks.begin(), bz.ranks.end(), my_rank) != bz.ranks.end() ||
-              (bz.ranks.empty() && bz.count > 0 && my_rank >= config.cluster.workers - bz.count);
+  const std::vector<int> liars = ByzantineRanks(config);
+  bool lies = std::find(liars.begin(), liars.end(), my_rank) != liars.end();
   if (lies) {
     to.byzantine.attack = bz.attack;
     to.byzantine.from_round = bz.from_round;
@@ -202,6 +226,12 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
     to.byzantine.byzantine_workers =
         bz.ranks.empty() ? bz.count : static_cast<int>(bz.ranks.size());
     to.byzantine.seed = config.train.seed * 1000 + static_cast<uint64_t>(my_rank);
+    to.byzantine.omniscient = bz.omniscient;
+    to.honest_timeout_ms = config.cluster.round_timeout_ms;
+    to.byzantine.mimic_target = bz.mimic_target;
+    to.byzantine.line_search_evals = bz.line_search_evals;
+    to.byzantine.rule = config.aggregator.name;
+    to.byzantine.rule_params = config.aggregator.params;
     PHX_RETURN_IF_ERROR(worker::ValidateByzantine(to.byzantine));
     if (bz.attack == "label-flip") {
       // This worker trains on flipped labels: y -> (classes - 1 - y).

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "aggregators/gram.h"
@@ -17,6 +19,7 @@
 #include "common/metrics.h"
 #include "common/transport.h"
 #include "ps/internal/coordination.h"
+#include "ps/snapshot.h"
 
 namespace phalanx::ps {
 namespace {
@@ -66,6 +69,29 @@ struct ServerMetrics {
   Gauge& version = r.GetGauge("phalanx_server_version", "Version of table 0");
 };
 
+// Snapshots and recovery (ps/snapshot.h).
+struct RecoveryMetrics {
+  MetricsRegistry& r = MetricsRegistry::Global();
+  Counter& snapshots = r.GetCounter("phalanx_server_snapshots_total", "Snapshots written");
+  Counter& snapshot_failures =
+      r.GetCounter("phalanx_server_snapshot_failures_total", "Snapshots that could not be written");
+  Gauge& snapshot_round =
+      r.GetGauge("phalanx_server_snapshot_round", "Round (table 0 version) of the newest snapshot");
+  Gauge& snapshot_bytes =
+      r.GetGauge("phalanx_server_snapshot_bytes", "Size of the newest snapshot");
+  Histogram& capture_seconds = r.GetHistogram("phalanx_server_snapshot_capture_seconds",
+                                              "Time the request loop spent copying a snapshot");
+  Histogram& write_seconds = r.GetHistogram("phalanx_server_snapshot_write_seconds",
+                                            "Background write + fsync + rename of a snapshot");
+  Gauge& restored_round = r.GetGauge("phalanx_server_restored_round",
+                                     "Round of the snapshot this server started from (-1 = none)");
+  Gauge& restore_seconds =
+      r.GetGauge("phalanx_server_restore_seconds", "Time to load the snapshot at startup");
+  Gauge& updates_lost = r.GetGauge(
+      "phalanx_server_updates_lost",
+      "Rounds of table 0 lost by the restore (cluster round at rejoin - snapshot round)");
+};
+
 struct WorkerPush {
   Buffer keys;
   Buffer values;
@@ -100,6 +126,11 @@ struct TableState {
   // Previous aggregate per key, for rules whose extra column is their last
   // output (centered clipping).
   std::unordered_map<uint64_t, Eigen::VectorXd> previous;
+  // Restored from a snapshot and not yet at the cluster's round: the first
+  // request from ahead moves the version there (the rounds in between are
+  // the updates lost). Cleared when this table closes its first round.
+  bool align_pending = false;
+  int64_t restored_version = -1;
 };
 
 struct Collect {
@@ -120,8 +151,22 @@ class ServerImpl final : public Server {
  public:
   ServerImpl(const ServerOptions& o, std::unique_ptr<Socket> sock)
       : options_(o), socket_(std::move(sock)) {}
+  ~ServerImpl() override {
+    if (writer_.joinable()) writer_.join();
+  }
 
   Status Init() {
+    if (options_.restore) {
+      // Fail before registering when there is nothing to restore.
+      if (options_.checkpoint.dir.empty()) {
+        return InvalidArgument("--restore needs checkpoint.dir in the config");
+      }
+      if (options_.requested_rank >= 0 &&
+          ListSnapshots(options_.checkpoint.dir, options_.requested_rank).empty()) {
+        return NotFound("--restore: no snapshot for server rank " +
+                        std::to_string(options_.requested_rank) + " in " + options_.checkpoint.dir);
+      }
+    }
     for (size_t i = 0; i < options_.tables.size(); ++i) {
       if (options_.tables[i].table_id != i) return InvalidArgument("table ids must be 0..n-1");
       TableState t;
@@ -142,6 +187,8 @@ class ServerImpl final : public Server {
     auto view = membership_->WaitForView(1, options_.formation_timeout_ms);
     if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");
     view_ = *view;
+    PHX_RETURN_IF_ERROR(Recover());
+    last_snapshot_time_ = Clock::now();
     spdlog::info("server rank {} (id {}) serving {} on {}", membership_->rank(),
                  membership_->node_id(), options_.synchronous ? "sync" : "async",
                  socket_->endpoint());
@@ -174,8 +221,14 @@ class ServerImpl final : public Server {
         for (size_t t = 0; t < tables_.size(); ++t) MaybeCloseRound(t);
       }
       if (++loops_ % 64 == 0) UpdateStatus();
+      MaybeSnapshot();
+      if (Status h = membership_->health(); !h.ok()) {
+        if (writer_.joinable()) writer_.join();
+        return h.WithContext("server rank " + std::to_string(membership_->rank()));
+      }
     }
     spdlog::info("server rank {}: shutting down", membership_->rank());
+    if (writer_.joinable()) writer_.join();
     return Status::Ok();
   }
 
@@ -255,8 +308,97 @@ class ServerImpl final : public Server {
     }
     Status own = CheckOwnership(msg.key_span());
     if (!own.ok()) return Reject(peer, msg, own);
+    if (tables_[h.table_id].align_pending && options_.synchronous) {
+      AlignRestored(h.table_id, h.sender, h.round, h.type == MsgType::kPull);
+    }
+    if (h.type == MsgType::kPull && (h.flags & kFlagHonestGradients)) {
+      return HandleHonestPeek(peer, std::move(msg));
+    }
     if (h.type == MsgType::kPull) return HandlePull(peer, std::move(msg));
     return HandlePush(peer, std::move(msg));
+  }
+
+  // Omniscient attacks: a Byzantine worker asks for the honest workers'
+  // pushes of round t (worker/honest_peek.h). Held until every live honest
+  // worker pushed round t; refused unless the experiment enabled it.
+  void HandleHonestPeek(const std::string& peer, Message msg) {
+    if (!options_.honest_peeks || !options_.synchronous) {
+      return Reject(peer, msg,
+                    FailedPrecondition("honest-gradient peeks are off (byzantine.omniscient = false "
+                                     "or asynchronous mode)"));
+    }
+    if (!IsByzantineWorker(msg.header.sender)) {
+      return Reject(peer, msg,
+                    Unauthenticated("only the configured Byzantine workers may read honest "
+                                     "gradients"));
+    }
+    peeks_.push_back({peer, std::move(msg)});
+    AnswerHonestPeeks();
+  }
+
+  bool IsByzantineWorker(int32_t id) const {
+    for (const auto& w : view_.workers) {
+      if (w.id == id) {
+        return std::find(options_.byzantine_ranks.begin(), options_.byzantine_ranks.end(),
+                         w.rank) != options_.byzantine_ranks.end();
+      }
+    }
+    return false;
+  }
+
+  void AnswerHonestPeeks() {
+    for (size_t i = 0; i < peeks_.size();) {
+      const Message& m = peeks_[i].msg;
+      TableState& t = tables_[m.header.table_id];
+      if (m.header.round < t.version) {
+        Reject(peeks_[i].peer, m,
+               Aborted("round " + std::to_string(m.header.round) + " already closed"));
+        peeks_.erase(peeks_.begin() + static_cast<long>(i));
+        continue;
+      }
+      std::vector<int32_t> honest;
+      bool ready = m.header.round == t.version;
+      for (const auto& w : view_.workers) {
+        if (!ready) break;
+        if (!w.alive || IsByzantineWorker(w.id)) continue;
+        auto it = t.pushes.find(w.id);
+        if (it == t.pushes.end()) {
+          ready = false;
+        } else if (!it->second.excluded) {
+          honest.push_back(w.id);
+        }
+      }
+      if (!ready) {
+        ++i;
+        continue;
+      }
+      std::sort(honest.begin(), honest.end());
+      const uint32_t dim = t.table->dim();
+      auto keys = m.key_span();
+      float* out = nullptr;
+      Buffer values = Buffer::Uninitialized<float>(honest.size() * keys.size() * dim, &out);
+      for (int32_t id : honest) {
+        const WorkerPush& p = t.pushes.at(id);
+        auto pk = p.keys.as<uint64_t>();
+        auto pv = p.values.as<float>();
+        std::unordered_map<uint64_t, size_t> index;
+        index.reserve(pk.size());
+        for (size_t j = 0; j < pk.size(); ++j) index.emplace(pk[j], j);
+        for (uint64_t k : keys) {
+          auto it = index.find(k);
+          if (it == index.end()) {
+            std::fill(out, out + dim, 0.0f);
+          } else {
+            std::copy_n(pv.data() + it->second * dim, dim, out);
+          }
+          out += dim;
+        }
+      }
+      Reply(peeks_[i].peer, MakeDataMessage(MsgType::kPullResponse, MyId(), m.header.request_id,
+                                            t.version, m.header.table_id, dim, Buffer(),
+                                            std::move(values)));
+      peeks_.erase(peeks_.begin() + static_cast<long>(i));
+    }
   }
 
   void HandlePull(const std::string& peer, Message msg) {
@@ -274,10 +416,14 @@ class ServerImpl final : public Server {
     auto keys = msg.key_span();
     uint32_t dim = t.table->dim();
     float* out = nullptr;
-    Buffer values = Buffer::Uninitialized<float>(keys.size() * dim, &out);
+    // A recycled block: a fresh multi-MB one would page-fault on every write.
+    // ZeroMQ sends it zero-copy and hands it back to the pool once sent.
+    Buffer values = BufferPool::Global().Uninitialized<float>(keys.size() * dim, &out);
     t.table->Lookup(keys, out);
+    // The reply is checksummed when the request was (the client's ChecksumMode).
     Reply(peer, MakeDataMessage(MsgType::kPullResponse, MyId(), msg.header.request_id, t.version,
-                                msg.header.table_id, dim, Buffer(), std::move(values)));
+                                msg.header.table_id, dim, Buffer(), std::move(values),
+                                msg.header.checksum != 0));
     metrics_.pulls.Increment();
     metrics_.rows_pulled.Increment(keys.size());
     metrics_.pull_latency.Observe(std::chrono::duration<double>(Clock::now() - start).count());
@@ -354,6 +500,7 @@ class ServerImpl final : public Server {
   }
 
   void MaybeCloseRound(size_t table_id) {
+    if (!peeks_.empty()) AnswerHonestPeeks();
     TableState& t = tables_[table_id];
     if (t.closing) {
       // Phase 2 overdue (coordinator gone and no replacement answered): close
@@ -637,6 +784,7 @@ class ServerImpl final : public Server {
     t.closing = false;
     t.slice = Slice();
     t.version++;
+    t.align_pending = false;
     if (table_id == 0) metrics_.version.Set(static_cast<double>(t.version));
     std::vector<PendingPull> still;
     for (auto& p : t.pending) {
@@ -678,6 +826,168 @@ class ServerImpl final : public Server {
     return Status::Ok();
   }
 
+  // Startup: load the newest valid snapshot of this rank when asked to
+  // (--restore) or when this server replaces one in a formed cluster (first
+  // view after the formation view) and checkpoint.dir holds one.
+  Status Recover() {
+    recovery_.restored_round.Set(-1);
+    const CheckpointOptions& cp = options_.checkpoint;
+    const int32_t rank = membership_->rank();
+    const bool have = !cp.dir.empty() && !ListSnapshots(cp.dir, rank).empty();
+    const bool replacement = view_.epoch > 1;
+    if (!options_.restore && !(have && replacement)) {
+      if (have) MoveStaleSnapshots(rank);
+      return Status::Ok();
+    }
+    if (cp.dir.empty()) return InvalidArgument("--restore needs checkpoint.dir in the config");
+    SnapshotExpectation e;
+    e.rank = rank;
+    e.num_slots = view_.num_slots;
+    e.num_servers = NumServers();
+    e.tables = options_.tables;
+    auto start = Clock::now();
+    auto loaded = LoadNewestSnapshot(cp.dir, e);
+    if (!loaded.ok()) {
+      if (options_.restore) {
+        return loaded.status().WithContext("restoring server rank " + std::to_string(rank));
+      }
+      spdlog::error("server rank {}: no usable snapshot ({}); starting from initial values", rank,
+                    loaded.status().ToString());
+      return Status::Ok();
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    for (size_t i = 0; i < tables_.size(); ++i) {
+      TableState& t = tables_[i];
+      t.table = std::move(loaded->tables[i]);
+      t.version = loaded->info.tables[i].version;
+      t.restored_version = t.version;
+      t.align_pending = true;
+    }
+    last_snapshot_version_ = loaded->info.round;
+    recovery_.restored_round.Set(static_cast<double>(loaded->info.round));
+    recovery_.restore_seconds.Set(secs);
+    restored_round_ = loaded->info.round;
+    spdlog::warn(
+        "server rank {} restored from {} (round {}, {} rows) in {:.3f} s; waiting for "
+        "the cluster's round to count the updates lost",
+        rank, loaded->info.path, loaded->info.round, TotalRows(), secs);
+    return Status::Ok();
+  }
+
+  // A fresh start must not later mistake another run's snapshots for its own.
+  void MoveStaleSnapshots(int32_t rank) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path stale = fs::path(options_.checkpoint.dir) / "stale";
+    fs::create_directories(stale, ec);
+    for (const auto& f : ListSnapshots(options_.checkpoint.dir, rank)) {
+      fs::rename(f, stale / fs::path(f).filename(), ec);
+    }
+    spdlog::warn("server rank {} starts fresh: moved its old snapshots to {}", rank,
+                 stale.string());
+  }
+
+  uint32_t NumServers() const {
+    return options_.num_servers ? options_.num_servers
+                                : static_cast<uint32_t>(view_.servers.size());
+  }
+
+  size_t TotalRows() const {
+    size_t n = 0;
+    for (const auto& t : tables_) n += t.table->size();
+    return n;
+  }
+
+  // A restored table meets the first request from the cluster's current
+  // round: a push for round r (the worker pulled version r) or a pull for a
+  // version r by a worker that has not pushed here at this version (so it is
+  // not merely waiting for our next round) moves the version to r.
+  void AlignRestored(uint32_t table_id, int32_t sender, int64_t round, bool is_pull) {
+    TableState& t = tables_[table_id];
+    if (round <= t.version || t.closing) return;
+    if (is_pull && t.pushes.count(sender)) return;
+    const int64_t lost = round - t.restored_version;
+    spdlog::warn(
+        "server rank {} table {}: restored at round {}, the cluster is at round {}: {} "
+        "update(s) lost",
+        membership_->rank(), table_id, t.restored_version, round, lost);
+    if (table_id == 0) {
+      recovery_.updates_lost.Set(static_cast<double>(lost));
+      updates_lost_ = lost;
+    }
+    t.pushes.clear();
+    t.early.clear();
+    t.version = round;
+    if (table_id == 0) metrics_.version.Set(static_cast<double>(t.version));
+    std::vector<PendingPull> still;
+    for (auto& p : t.pending) {
+      if (p.msg.header.round <= t.version) {
+        AnswerPull(p.peer, p.msg);
+      } else {
+        still.push_back(std::move(p));
+      }
+    }
+    t.pending.swap(still);
+  }
+
+  // Every checkpoint.every_rounds rounds of table 0 or every_seconds: copy
+  // the tables here (the request loop pauses for a memory copy), write the
+  // file on a background thread. At most one write in flight.
+  void MaybeSnapshot() {
+    const CheckpointOptions& cp = options_.checkpoint;
+    if (cp.dir.empty() || tables_.empty() || writer_busy_.load()) return;
+    for (const auto& t : tables_) {
+      if (t.align_pending) return;  // not yet at the cluster's round
+    }
+    const int64_t v = tables_[0].version;
+    const auto now = Clock::now();
+    const bool by_rounds = cp.every_rounds > 0 && v - last_snapshot_version_ >= cp.every_rounds;
+    const bool by_time =
+        cp.every_seconds > 0 &&
+        now - last_snapshot_time_ >= std::chrono::duration<double>(cp.every_seconds);
+    if (!by_rounds && !by_time) return;
+    last_snapshot_time_ = now;
+    if (!by_rounds && v == last_snapshot_version_ && snapshots_written_ > 0) return;  // no news
+    last_snapshot_version_ = v;
+    std::vector<const EmbeddingTable*> tables;
+    std::vector<int64_t> versions;
+    for (const auto& t : tables_) {
+      tables.push_back(t.table.get());
+      versions.push_back(t.version);
+    }
+    auto image = SnapshotImage::Capture(membership_->rank(), view_.num_slots, NumServers(), tables,
+                                        versions);
+    recovery_.capture_seconds.Observe(std::chrono::duration<double>(Clock::now() - now).count());
+    if (!image.ok()) {
+      recovery_.snapshot_failures.Increment();
+      spdlog::error("server: snapshot capture failed: {}", image.status().ToString());
+      return;
+    }
+    if (writer_.joinable()) writer_.join();
+    writer_busy_ = true;
+    snapshots_written_++;
+    writer_ = std::thread([this, img = std::move(image).value(), dir = cp.dir, keep = cp.keep,
+                           rank = membership_->rank()] {
+      auto start = Clock::now();
+      auto r = img->WriteTo(dir);
+      if (r.ok()) {
+        recovery_.write_seconds.Observe(
+            std::chrono::duration<double>(Clock::now() - start).count());
+        recovery_.snapshots.Increment();
+        recovery_.snapshot_round.Set(static_cast<double>(r->round));
+        recovery_.snapshot_bytes.Set(static_cast<double>(r->bytes));
+        spdlog::info("server rank {}: snapshot of round {} written ({} bytes)", rank, r->round,
+                     r->bytes);
+        Status p = PruneSnapshots(dir, rank, keep);
+        if (!p.ok()) spdlog::warn("server: {}", p.ToString());
+      } else {
+        recovery_.snapshot_failures.Increment();
+        spdlog::error("server rank {}: snapshot failed: {}", rank, r.status().ToString());
+      }
+      writer_busy_ = false;
+    });
+  }
+
   void UpdateStatus() {
     nlohmann::json j;
     j["role"] = "server";
@@ -685,6 +995,8 @@ class ServerImpl final : public Server {
     j["rank"] = membership_ ? membership_->rank() : -1;
     j["epoch"] = view_.epoch;
     j["mode"] = options_.synchronous ? "sync" : "async";
+    j["restored_round"] = restored_round_;
+    j["updates_lost"] = updates_lost_;
     j["endpoint"] = socket_->endpoint();
     auto tables = nlohmann::json::array();
     size_t rows = 0;
@@ -722,7 +1034,16 @@ class ServerImpl final : public Server {
   std::unique_ptr<Socket> coord_socket_;                        // to the coordinator (other shards)
   std::string coord_endpoint_;
   ClusterView view_;
+  std::vector<PendingPull> peeks_;  // honest-gradient peeks waiting for their round
   ServerMetrics metrics_;
+  RecoveryMetrics recovery_;
+  std::thread writer_;  // background snapshot write
+  std::atomic<bool> writer_busy_{false};
+  int64_t last_snapshot_version_ = 0;
+  Clock::time_point last_snapshot_time_;
+  uint64_t snapshots_written_ = 0;
+  int64_t restored_round_ = -1;
+  int64_t updates_lost_ = 0;
   uint64_t loops_ = 0;
   mutable std::mutex status_mu_;
   std::string status_json_ = R"({"role":"server"})";

@@ -22,6 +22,7 @@
 #include "aggregators/aggregator.h"
 #include "common/message.h"
 #include "common/status.h"
+#include "ps/snapshot.h"
 #include "ps/table.h"
 
 namespace phalanx::ps {
@@ -39,7 +40,18 @@ struct ServerOptions {
   int formation_timeout_ms = 300000;  // for every node to register
   std::vector<TableOptions> tables;   // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
+  // Omniscient-attack experiments: answer honest-gradient peeks
+  // (kFlagHonestGradients) from the workers of these ranks, and only them.
+  bool honest_peeks = false;
+  std::vector<int> byzantine_ranks;
   WireLimits limits;
+  // Snapshots of this shard (ps/snapshot.h) and recovery from them. With
+  // restore, startup loads the newest valid snapshot of this rank or fails;
+  // without it, a server joining an already formed cluster (a replacement)
+  // loads one when checkpoint.dir holds one for its rank.
+  CheckpointOptions checkpoint;
+  bool restore = false;
+  uint32_t num_servers = 0;  // cluster shape recorded in snapshots (0 = from the view)
 };
 
 class Server {

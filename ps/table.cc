@@ -82,12 +82,14 @@ class PartitionedTable final : public EmbeddingTable {
     if (dim == 16) {
       // A constant-size copy compiles to one 64-byte load/store pair instead
       // of a call to memcpy, which matters at ~25 ns per row.
-      Run(keys,
-          [out](size_t i, float* row) { std::memcpy(out + i * 16, row, 16 * sizeof(float)); });
+      Run<kPrefetchWeights>(keys, [out](size_t i, float* row) {
+        std::memcpy(out + i * 16, row, 16 * sizeof(float));
+      });
       return;
     }
-    Run(keys,
-        [out, dim](size_t i, float* row) { std::memcpy(out + i * dim, row, dim * sizeof(float)); });
+    Run<kPrefetchWeights>(keys, [out, dim](size_t i, float* row) {
+      std::memcpy(out + i * dim, row, dim * sizeof(float));
+    });
   }
 
   void Apply(std::span<const uint64_t> keys, const float* grads) override {
@@ -171,13 +173,30 @@ class PartitionedTable final : public EmbeddingTable {
     }
   }
 
+  // What the pipeline prefetches of a resolved row: the whole row for
+  // writing (Apply, Import), or only its weights for reading (Lookup). A row
+  // with Adam state is 196 B: prefetching all of it for ownership would move
+  // 4-5 cache lines per pulled row where 1-2 are read.
+  enum PrefetchKind { kPrefetchRow, kPrefetchWeights };
+
+  void PrefetchResolved(const Partition* part, uint32_t row, PrefetchKind kind) const {
+    if (kind == kPrefetchRow) {
+      part->PrefetchRow(row);
+      return;
+    }
+    const char* p = reinterpret_cast<const char*>(part->Row(row));
+    const size_t bytes = dim_ * sizeof(float);
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0);
+    __builtin_prefetch(p + bytes - 1, 0);  // the last line when the row is not line-aligned
+  }
+
   // Resolves (creating if missing) the row of every key and calls
   // visit(i, row) for key i, in key order within each partition.
-  template <typename Visit>
+  template <PrefetchKind kKind = kPrefetchRow, typename Visit>
   void Run(std::span<const uint64_t> keys, const Visit& visit) {
     const size_t n = keys.size();
     if (n < options_.parallel_min_batch || parts_.size() == 1 || n > UINT32_MAX) {
-      Stream(keys.data(), nullptr, n, visit);
+      Stream<kKind>(keys.data(), nullptr, n, visit);
       return;
     }
     // Bucket the key positions by partition, keeping call order within each
@@ -199,7 +218,7 @@ class PartitionedTable final : public EmbeddingTable {
     tbb::parallel_for(
         tbb::blocked_range<size_t>(0, num_parts, 1), [&](const tbb::blocked_range<size_t>& r) {
           for (size_t p = r.begin(); p != r.end(); ++p) {
-            Stream(keys.data(), order_.data() + start[p], start[p + 1] - start[p], visit);
+            Stream<kKind>(keys.data(), order_.data() + start[p], start[p + 1] - start[p], visit);
           }
         });
   }
@@ -209,18 +228,18 @@ class PartitionedTable final : public EmbeddingTable {
   // key j (its slot is in cache by now) and prefetches its row, and visits key
   // j - kRowAhead (its row is in cache by now). Rows are carried as ids, not
   // pointers, because an insertion may move the slab.
-  template <typename Visit>
+  template <PrefetchKind kKind, typename Visit>
   void Stream(const uint64_t* keys, const uint32_t* order, size_t n, const Visit& visit) {
     if (order == nullptr) {
-      StreamImpl(
+      StreamImpl<kKind>(
           keys, [](size_t j) { return j; }, n, visit);
     } else {
-      StreamImpl(
+      StreamImpl<kKind>(
           keys, [order](size_t j) -> size_t { return order[j]; }, n, visit);
     }
   }
 
-  template <typename IndexAt, typename Visit>
+  template <PrefetchKind kKind, typename IndexAt, typename Visit>
   void StreamImpl(const uint64_t* keys, const IndexAt& index_at, size_t n, const Visit& visit) {
     auto init = [this](uint64_t key, float* row) { InitRow(key, row); };
     struct Resolved {
@@ -250,7 +269,7 @@ class PartitionedTable final : public EmbeddingTable {
         if (j + kSlotAhead < n) prefetch(j + kSlotAhead);
         Partition* part = parts_[h & part_mask_].get();
         const uint32_t row = part->FindOrInsert(keys[i], h, init);
-        part->PrefetchRow(row);
+        PrefetchResolved(part, row, kKind);
         ring[j % kRowAhead] = {part, row, i};
       }
     }

@@ -53,7 +53,11 @@ struct TableOptions {
   uint32_t num_partitions = 8;
   // Lookup/Apply/Import batches of at least this many keys fan out over TBB,
   // one task per partition. SIZE_MAX keeps every call on the caller's thread.
-  size_t parallel_min_batch = 4096;
+  // Below it the bucketing pass and waking TBB's workers cost more than a
+  // second core returns: on the 2-core benchmark machine a 100k-key Lookup
+  // took 5.6 ms serial and 10.8 ms over TBB, an Adam Apply 12 ms and 33 ms
+  // (bench/README.md). Large batches on many-core servers still fan out.
+  size_t parallel_min_batch = size_t{1} << 18;
 };
 
 class EmbeddingTable {

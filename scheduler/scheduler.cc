@@ -7,6 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "common/control.h"
 #include "common/metrics.h"
@@ -54,6 +55,7 @@ class SchedulerImpl final : public Scheduler {
         if (!r.peer.empty()) (void)socket_->Send(MakeErrorMessage(0, 0, r.status), r.peer);
       }
       CheckHeartbeats(now);
+      CheckFormed(now);
       if (formed_ && AllWorkersGone()) {
         // Let servers finish answering, then stop them.
         for (auto& [id, m] : members_) {
@@ -111,6 +113,8 @@ class SchedulerImpl final : public Scheduler {
     m.last_seen = now;
     switch (msg.header.type) {
       case MsgType::kHeartbeat:
+        // The answer lets nodes notice a scheduler that is gone.
+        (void)socket_->Send(MakeControlMessage(MsgType::kHeartbeat, 0, 0, ""), peer);
         break;
       case MsgType::kLeave:
         spdlog::info("scheduler: {} {} (rank {}) left", RoleName(m.info.role), m.info.id,
@@ -153,6 +157,17 @@ class SchedulerImpl final : public Scheduler {
                           peer);
       return;
     }
+    // A node that saw views from a scheduler before us (we restarted): continue
+    // its epochs and rebuild the cluster from re-registrations.
+    if (msg.header.round > 0) {
+      if (msg.header.round > epoch_) epoch_ = msg.header.round;
+      if (!formed_ && !reforming_) {
+        reforming_ = true;
+        reform_started_ = now;
+        spdlog::info("scheduler: nodes re-register after a restart (epoch {}); rebuilding the view",
+                     epoch_);
+      }
+    }
     // A repeated register from the same peer (lost ack) gets the same answer.
     if (auto it = peers_.find(peer); it != peers_.end() && members_.count(it->second)) {
       Member& m = members_[it->second];
@@ -163,6 +178,34 @@ class SchedulerImpl final : public Scheduler {
       }
       SendAck(m);
       if (formed_) SendView(m);
+      return;
+    }
+    const int32_t want_id = body->node.id;
+    // The same node on a new connection (its id and rank are known here and it
+    // did not leave): update its address, keep its id and rank.
+    if (auto it = members_.find(want_id);
+        want_id > 0 && it != members_.end() && it->second.info.role == info.role &&
+        it->second.info.rank == body->requested_rank && !it->second.left) {
+      Member& m = it->second;
+      peers_.erase(m.peer);
+      m.peer = peer;
+      peers_[peer] = want_id;
+      m.last_seen = now;
+      m.info.host = info.host;
+      m.info.data_port = info.data_port;
+      m.info.http_port = info.http_port;
+      bool revived = !m.info.alive;
+      m.info.alive = true;
+      spdlog::info("scheduler: {} {} (rank {}) reconnected", RoleName(info.role), want_id,
+                   m.info.rank);
+      SendAck(m);
+      if (formed_) {
+        if (revived) {
+          Publish();
+        } else {
+          SendView(m);
+        }
+      }
       return;
     }
     auto& ranks = info.role == Role::kServer ? server_ranks_ : worker_ranks_;
@@ -209,7 +252,14 @@ class SchedulerImpl final : public Scheduler {
     if (auto old = ranks.find(rank); old != ranks.end()) members_.erase(old->second);
     Member m;
     m.info = info;
-    m.info.id = next_id_++;
+    // Re-registering after our restart: keep the node's id when it is free,
+    // so servers keep recognising workers before the new view reaches them.
+    if (want_id > 0 && members_.count(want_id) == 0) {
+      m.info.id = want_id;
+      next_id_ = std::max(next_id_, want_id + 1);
+    } else {
+      m.info.id = next_id_++;
+    }
     m.info.rank = rank;
     m.info.alive = true;
     m.peer = peer;
@@ -220,13 +270,29 @@ class SchedulerImpl final : public Scheduler {
     spdlog::info("scheduler: registered {} id {} rank {} at {}:{}", RoleName(info.role), m.info.id,
                  rank, info.host, info.data_port);
     SendAck(members_[m.info.id]);
-    if (!formed_ && static_cast<int>(server_ranks_.size()) >= options_.expected_servers &&
-        static_cast<int>(worker_ranks_.size()) >= options_.expected_workers) {
-      formed_ = true;
-      spdlog::info("scheduler: cluster formed with {} servers and {} workers", server_ranks_.size(),
-                   worker_ranks_.size());
+    if (formed_) {
+      Publish();
+    } else {
+      CheckFormed(now);
     }
-    if (formed_) Publish();
+  }
+
+  // The cluster forms once every server rank and every expected worker
+  // registered. After a restart of this scheduler it re-forms as soon as every
+  // server rank is back and at least one worker, once the other workers had a
+  // heartbeat timeout to come back (some may have finished meanwhile).
+  void CheckFormed(Clock::time_point now) {
+    if (formed_) return;
+    const bool servers = static_cast<int>(server_ranks_.size()) >= options_.expected_servers;
+    const bool workers = static_cast<int>(worker_ranks_.size()) >= options_.expected_workers;
+    const bool grace_over =
+        reforming_ && !worker_ranks_.empty() &&
+        now - reform_started_ > std::chrono::milliseconds(options_.heartbeat_timeout_ms);
+    if (!servers || !(workers || grace_over)) return;
+    formed_ = true;
+    spdlog::info("scheduler: cluster {} with {} servers and {} workers",
+                 reforming_ ? "re-formed" : "formed", server_ranks_.size(), worker_ranks_.size());
+    Publish();
   }
 
   void SendAck(const Member& m) {
@@ -239,8 +305,21 @@ class SchedulerImpl final : public Scheduler {
     ClusterView v;
     v.epoch = ++epoch_;
     v.num_slots = options_.num_slots;
-    for (auto& [r, id] : server_ranks_) v.servers.push_back(members_[id].info);
-    for (auto& [r, id] : worker_ranks_) v.workers.push_back(members_[id].info);
+    // Index = rank; a rank nobody holds (yet) is a dead placeholder.
+    auto fill = [&](const std::map<int, int32_t>& ranks, Role role, int at_least,
+                    std::vector<NodeInfo>* out) {
+      int n = std::max(at_least, ranks.empty() ? 0 : ranks.rbegin()->first + 1);
+      out->resize(static_cast<size_t>(n));
+      for (int r = 0; r < n; ++r) {
+        NodeInfo& ni = (*out)[static_cast<size_t>(r)];
+        ni.rank = r;
+        ni.role = role;
+        ni.alive = false;
+      }
+      for (auto& [r, id] : ranks) (*out)[static_cast<size_t>(r)] = members_[id].info;
+    };
+    fill(server_ranks_, Role::kServer, options_.expected_servers, &v.servers);
+    fill(worker_ranks_, Role::kWorker, 0, &v.workers);
     v.slot_owner.resize(options_.num_slots);
     // Slots are dealt round-robin over server ranks; a replacement server takes
     // over its predecessor's rank and thus its slots.
@@ -339,6 +418,8 @@ class SchedulerImpl final : public Scheduler {
   int32_t next_id_ = 1;
   int64_t epoch_ = 0;
   bool formed_ = false;
+  bool reforming_ = false;  // nodes re-registered after this scheduler restarted
+  Clock::time_point reform_started_;
   ClusterView view_;
   Counter& views_;
   Counter& deaths_;
@@ -354,9 +435,20 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& opt
   if (options.expected_servers < 1 || options.expected_workers < 1) {
     return InvalidArgument("scheduler needs at least one server and one worker");
   }
-  PHX_ASSIGN_OR_RETURN(
-      auto sock, Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port)));
-  return std::unique_ptr<Scheduler>(new SchedulerImpl(options, std::move(sock)));
+  // A restarted scheduler binds its predecessor's port, which the kernel may
+  // hold for a moment after a crash: retry with backoff for up to 10 s.
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto backoff = std::chrono::milliseconds(50);
+  while (true) {
+    auto sock = Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port));
+    if (sock.ok()) {
+      return std::unique_ptr<Scheduler>(new SchedulerImpl(options, std::move(sock).value()));
+    }
+    if (options.port == 0 || Clock::now() + backoff > deadline) return sock.status();
+    spdlog::warn("scheduler: {}; retrying", sock.status().ToString());
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(1000));
+  }
 }
 
 }  // namespace phalanx::scheduler

@@ -9,7 +9,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libzmq3-dev cppzmq-dev libcereal-dev libboost-dev libboost-program-options-dev
       libtbb-dev libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
       libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
-      gnuplot-nox zlib1g-dev dataset-fashion-mnist)
+      gnuplot-nox zlib1g-dev dataset-fashion-mnist
+      iproute2 nftables)  # network namespaces, tbf and packet filters for fault schedules
 # npm may come from elsewhere (e.g. NodeSource); Debian's npm conflicts with it.
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <map>
+#include <thread>
 #include <unordered_map>
 
 #include "common/membership.h"
@@ -18,8 +18,13 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct ShardPart {
+  uint64_t wire = 0;  // wire request id
   int server = -1;
-  std::vector<uint32_t> positions;  // pull: output rows this shard's keys fill
+  // Pull: the output rows this shard's reply fills, in reply order. Empty
+  // with `identity`: rows 0..rows-1 in order (one block copy).
+  std::vector<uint32_t> positions;
+  bool identity = false;
+  size_t rows = 0;
   bool done = false;
 };
 
@@ -27,15 +32,91 @@ struct Request {
   bool is_pull = false;
   uint32_t dim = 0;
   float* out = nullptr;
-  // For deduplicated pulls: out row -> unique row, and the unique buffer.
+  // For pulls with repeated keys: out row -> unique row, and the unique rows.
   std::vector<uint32_t> expand;
   std::vector<float> unique_out;
-  std::map<uint64_t, ShardPart> parts;  // by wire request id
+  std::vector<ShardPart> parts;  // one per shard involved: a handful
   size_t remaining = 0;
   Status status;
   int64_t min_version = INT64_MAX;
   Clock::time_point deadline;
 };
+
+// KeyIndex: key -> uint32 for deduplicating one request's keys. Open
+// addressing with linear probing over a power-of-two table kept across
+// requests; a generation stamp marks the live slots, so starting a request
+// clears nothing. About 5x faster than a reserved std::unordered_map at 100k
+// keys (no node allocations, one cache miss per key, prefetched).
+class KeyIndex {
+ public:
+  // Prepares for up to n keys.
+  void Reset(size_t n) {
+    size_t cap = 64;
+    while (cap < 2 * n) cap <<= 1;
+    if (cap > slots_.size()) {
+      slots_.assign(cap, Slot{});
+      gen_ = 0;
+    }
+    if (++gen_ == 0) {  // wrapped: stale stamps could alias
+      std::fill(slots_.begin(), slots_.end(), Slot{});
+      gen_ = 1;
+    }
+    mask_ = cap - 1;
+  }
+
+  void Prefetch(uint64_t key) const { __builtin_prefetch(&slots_[Hash(key) & mask_]); }
+
+  // The value stored for `key`, inserting `value` if absent; *fresh says which.
+  uint32_t Insert(uint64_t key, uint32_t value, bool* fresh) {
+    for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.gen != gen_) {
+        s = {key, value, gen_};
+        *fresh = true;
+        return value;
+      }
+      if (s.key == key) {
+        *fresh = false;
+        return s.value;
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t value = 0;
+    uint32_t gen = 0;
+  };
+  // Murmur3's finalizer; the table indexes with its low bits.
+  static uint64_t Hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xFF51AFD7ED558CCDULL;
+    k ^= k >> 33;
+    k *= 0xC4CEB9FE1A85EC53ULL;
+    k ^= k >> 33;
+    return k;
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  uint32_t gen_ = 0;
+};
+
+constexpr size_t kPrefetchAhead = 16;
+
+// Copies row j of src to row pos[j] of dst for every j (dim floats per row).
+void Scatter(const float* src, const uint32_t* pos, size_t rows, uint32_t dim, float* dst) {
+  if (dim == 16) {
+    // Constant size: one 64-byte load/store pair per row instead of a memcpy call.
+    for (size_t j = 0; j < rows; ++j) {
+      std::memcpy(dst + static_cast<size_t>(pos[j]) * 16, src + j * 16, 16 * sizeof(float));
+    }
+    return;
+  }
+  for (size_t j = 0; j < rows; ++j) {
+    std::memcpy(dst + static_cast<size_t>(pos[j]) * dim, src + j * dim, dim * sizeof(float));
+  }
+}
 
 }  // namespace
 
@@ -45,10 +126,21 @@ struct Client::Impl {
   ClusterView view;
   std::vector<std::unique_ptr<Socket>> servers;  // by server rank
   std::vector<std::string> endpoints;
+  std::vector<bool> checksum;  // by server rank: checksum requests to it
   uint64_t next_wire_id = 1;
   uint64_t next_request = 1;
-  std::map<uint64_t, Request> requests;  // by client request id
+  std::unordered_map<uint64_t, Request> requests;  // by client request id
   std::unordered_map<uint64_t, uint64_t> wire_to_request;
+  // Liveness of the servers as of liveness_epoch, for Wait.
+  ClusterView liveness;
+  int64_t liveness_epoch = -1;
+  // Scratch reused across requests (sized to the largest request seen).
+  KeyIndex index;
+  std::vector<uint32_t> unique_of;  // key position -> unique key number
+  std::vector<uint64_t> unique_keys;
+  std::vector<int32_t> owner;
+  std::vector<uint32_t> row_in_shard;
+  std::vector<size_t> shard_count;
 
   Status RefreshView() {
     int64_t epoch = membership->epoch();
@@ -56,8 +148,12 @@ struct Client::Impl {
     view = membership->view();
     servers.resize(view.servers.size());
     endpoints.resize(view.servers.size());
+    checksum.assign(view.servers.size(), false);
     for (size_t s = 0; s < view.servers.size(); ++s) {
-      std::string ep = TcpEndpoint(view.servers[s].host, view.servers[s].data_port);
+      const std::string& host = view.servers[s].host;
+      checksum[s] = options.checksum == ChecksumMode::kAlways ||
+                    (options.checksum == ChecksumMode::kAuto && !IsLoopbackHost(host));
+      std::string ep = TcpEndpoint(host, view.servers[s].data_port);
       if (servers[s] && endpoints[s] == ep) continue;
       // New or replaced server: (re)connect.
       PHX_ASSIGN_OR_RETURN(servers[s], Socket::Connect(Socket::Kind::kDealer, ep, options.limits));
@@ -68,16 +164,71 @@ struct Client::Impl {
 
   int OwnerOf(uint64_t key) const { return view.slot_owner[SlotOfKey(key, view.num_slots)]; }
 
-  Status SendTo(int server, const Message& m) {
-    Status s = servers[server]->Send(m);
-    if (!s.ok()) return s.WithContext("sending to server rank " + std::to_string(server));
-    return s;
+  // Deduplicates keys into unique_keys (first-occurrence order) and
+  // unique_of; returns false (leaving both unset) when there are no repeats.
+  bool Dedup(std::span<const uint64_t> keys) {
+    const size_t n = keys.size();
+    index.Reset(n);
+    unique_of.resize(n);
+    uint32_t next = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kPrefetchAhead < n) index.Prefetch(keys[i + kPrefetchAhead]);
+      bool fresh;
+      unique_of[i] = index.Insert(keys[i], next, &fresh);
+      next += fresh ? 1 : 0;
+    }
+    if (next == n) return false;
+    unique_keys.resize(next);
+    for (size_t i = 0; i < n; ++i) unique_keys[unique_of[i]] = keys[i];
+    return true;
+  }
+
+  // Routes keys to shards: owner[i], row_in_shard[i], shard_count[s]. Returns
+  // the only shard involved, or -1 when several are.
+  int Route(std::span<const uint64_t> keys) {
+    const size_t ns = servers.size();
+    shard_count.assign(ns, 0);
+    if (ns == 1) {
+      shard_count[0] = keys.size();
+      return 0;
+    }
+    owner.resize(keys.size());
+    row_in_shard.resize(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const int s = OwnerOf(keys[i]);
+      owner[i] = s;
+      row_in_shard[i] = static_cast<uint32_t>(shard_count[s]++);
+    }
+    for (size_t s = 0; s < ns; ++s) {
+      if (shard_count[s] == keys.size()) return static_cast<int>(s);
+    }
+    return -1;
+  }
+
+  // Registers a part of request `id` and sends its message.
+  void SendPart(uint64_t id, Request& req, ShardPart part, MsgType type, int64_t round,
+                uint32_t table, uint32_t dim, Buffer keys, Buffer values) {
+    part.wire = next_wire_id++;
+    const int s = part.server;
+    Message m = MakeDataMessage(type, membership->node_id(), part.wire, round, table, dim,
+                                std::move(keys), std::move(values), checksum[s]);
+    req.parts.push_back(std::move(part));
+    req.remaining++;
+    wire_to_request[req.parts.back().wire] = id;
+    Status st = servers[s]->Send(m);
+    if (!st.ok()) {
+      req.status = st.WithContext("sending to server rank " + std::to_string(s));
+      req.parts.back().done = true;
+      req.remaining--;
+      wire_to_request.erase(req.parts.back().wire);
+    }
   }
 
   void Complete(Request& req, uint64_t wire_id, const Message& m) {
-    auto it = req.parts.find(wire_id);
-    if (it == req.parts.end() || it->second.done) return;
-    ShardPart& part = it->second;
+    auto it = std::find_if(req.parts.begin(), req.parts.end(),
+                           [wire_id](const ShardPart& p) { return p.wire == wire_id; });
+    if (it == req.parts.end() || it->done) return;
+    ShardPart& part = *it;
     part.done = true;
     req.remaining--;
     if (m.header.type == MsgType::kError) {
@@ -89,41 +240,54 @@ struct Client::Impl {
     req.min_version = std::min(req.min_version, m.header.round);
     if (!req.is_pull) return;
     auto values = m.value_span();
-    if (m.header.type != MsgType::kPullResponse ||
-        values.size() != part.positions.size() * req.dim || m.header.dim != req.dim) {
+    if (m.header.type != MsgType::kPullResponse || values.size() != part.rows * req.dim ||
+        m.header.dim != req.dim) {
       if (req.status.ok()) {
         req.status = DataLoss("pull response from server rank " + std::to_string(part.server) +
                               " has " + std::to_string(values.size()) + " values, expected " +
-                              std::to_string(part.positions.size() * req.dim));
+                              std::to_string(part.rows * req.dim));
       }
       return;
     }
     float* base = req.expand.empty() ? req.out : req.unique_out.data();
-    for (size_t j = 0; j < part.positions.size(); ++j) {
-      std::memcpy(base + static_cast<size_t>(part.positions[j]) * req.dim,
-                  values.data() + j * req.dim, req.dim * sizeof(float));
+    if (part.identity) {
+      std::memcpy(base, values.data(), values.size() * sizeof(float));
+    } else {
+      Scatter(values.data(), part.positions.data(), part.rows, req.dim, base);
     }
+  }
+
+  void Deliver(Received& r, size_t server) {
+    if (!r.status.ok()) {
+      spdlog::warn("worker: bad message from server rank {}: {}", server, r.status.ToString());
+      return;
+    }
+    auto w = wire_to_request.find(r.msg.header.request_id);
+    if (w == wire_to_request.end()) return;  // late answer to an abandoned request
+    auto rq = requests.find(w->second);
+    wire_to_request.erase(w);
+    if (rq != requests.end()) Complete(rq->second, r.msg.header.request_id, r.msg);
   }
 
   // Receives whatever is ready on any server socket, waiting up to timeout_ms.
   Status Drain(int timeout_ms) {
+    if (servers.size() == 1) {
+      // One socket: let its receive do the waiting (one poll, not two).
+      Received r = servers[0]->Recv(timeout_ms);
+      while (r.status.code() != StatusCode::kDeadlineExceeded) {
+        Deliver(r, 0);
+        r = servers[0]->Recv(0);
+      }
+      return Status::Ok();
+    }
     std::vector<Socket*> socks;
     for (auto& s : servers) socks.push_back(s.get());
     PHX_ASSIGN_OR_RETURN(auto ready, PollReadable(socks, timeout_ms));
     for (size_t i = 0; i < ready.size(); ++i) {
       if (!ready[i]) continue;
-      while (true) {
-        Received r = servers[i]->Recv(0);
-        if (r.status.code() == StatusCode::kDeadlineExceeded) break;
-        if (!r.status.ok()) {
-          spdlog::warn("worker: bad message from server rank {}: {}", i, r.status.ToString());
-          continue;
-        }
-        auto w = wire_to_request.find(r.msg.header.request_id);
-        if (w == wire_to_request.end()) continue;  // late answer to an abandoned request
-        auto rq = requests.find(w->second);
-        wire_to_request.erase(w);
-        if (rq != requests.end()) Complete(rq->second, r.msg.header.request_id, r.msg);
+      for (Received r = servers[i]->Recv(0); r.status.code() != StatusCode::kDeadlineExceeded;
+           r = servers[i]->Recv(0)) {
+        Deliver(r, i);
       }
     }
     return Status::Ok();
@@ -162,6 +326,7 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
                                    int64_t min_version, float* out, bool keys_unique) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
+  if (keys.size() > UINT32_MAX) return InvalidArgument("too many keys in one pull");
   uint64_t id = I.next_request++;
   Request& req = I.requests[id];
   req.is_pull = true;
@@ -169,49 +334,46 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
   req.out = out;
   req.deadline = Clock::now() + std::chrono::milliseconds(I.options.request_timeout_ms);
   std::span<const uint64_t> unique = keys;
-  std::vector<uint64_t> unique_keys;
-  if (!keys_unique) {
-    std::unordered_map<uint64_t, uint32_t> first;
-    first.reserve(keys.size());
-    req.expand.resize(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto [it, fresh] = first.emplace(keys[i], static_cast<uint32_t>(unique_keys.size()));
-      if (fresh) unique_keys.push_back(keys[i]);
-      req.expand[i] = it->second;
-    }
-    if (unique_keys.size() == keys.size()) {
-      req.expand.clear();  // no duplicates: write straight into out
-    } else {
-      req.unique_out.resize(unique_keys.size() * dim);
-    }
-    unique = unique_keys;
+  if (!keys_unique && I.Dedup(keys)) {
+    // Repeated keys: pull each once into unique_out, expand in Wait.
+    req.expand = I.unique_of;
+    req.unique_out.resize(I.unique_keys.size() * dim);
+    unique = I.unique_keys;
   }
-  std::vector<std::vector<uint64_t>> shard_keys(I.servers.size());
-  std::vector<std::vector<uint32_t>> shard_pos(I.servers.size());
-  for (size_t i = 0; i < unique.size(); ++i) {
-    int s = I.OwnerOf(unique[i]);
-    shard_keys[s].push_back(unique[i]);
-    shard_pos[s].push_back(static_cast<uint32_t>(i));
-  }
-  for (size_t s = 0; s < I.servers.size(); ++s) {
-    if (shard_keys[s].empty()) continue;
-    uint64_t wire = I.next_wire_id++;
-    Message m =
-        MakeDataMessage(MsgType::kPull, I.membership->node_id(), wire, min_version, table, dim,
-                        Buffer::FromVector(std::move(shard_keys[s])), Buffer(), I.options.checksum);
+  if (unique.empty()) return id;  // nothing to ask; Wait returns at once
+  BufferPool& pool = BufferPool::Global();
+  const int only = I.Route(unique);
+  if (only >= 0) {
+    // Every key on one shard, in order: the reply is the output block itself.
     ShardPart part;
-    part.server = static_cast<int>(s);
-    part.positions = std::move(shard_pos[s]);
-    req.parts[wire] = std::move(part);
-    req.remaining++;
-    I.wire_to_request[wire] = id;
-    Status st = I.SendTo(static_cast<int>(s), m);
-    if (!st.ok()) {
-      req.status = st;
-      req.parts[wire].done = true;
-      req.remaining--;
-      I.wire_to_request.erase(wire);
-    }
+    part.server = only;
+    part.identity = true;
+    part.rows = unique.size();
+    I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
+               pool.Copy(unique.data(), unique.size_bytes()), Buffer());
+    return id;
+  }
+  const size_t ns = I.servers.size();
+  std::vector<uint64_t*> shard_keys(ns, nullptr);
+  std::vector<Buffer> key_bufs(ns);
+  std::vector<ShardPart> parts(ns);
+  for (size_t s = 0; s < ns; ++s) {
+    if (I.shard_count[s] == 0) continue;
+    key_bufs[s] = pool.Uninitialized<uint64_t>(I.shard_count[s], &shard_keys[s]);
+    parts[s].server = static_cast<int>(s);
+    parts[s].rows = I.shard_count[s];
+    parts[s].positions.resize(I.shard_count[s]);
+  }
+  for (size_t i = 0; i < unique.size(); ++i) {
+    const int s = I.owner[i];
+    const uint32_t r = I.row_in_shard[i];
+    shard_keys[s][r] = unique[i];
+    parts[s].positions[r] = static_cast<uint32_t>(i);
+  }
+  for (size_t s = 0; s < ns; ++s) {
+    if (I.shard_count[s] == 0) continue;
+    I.SendPart(id, req, std::move(parts[s]), MsgType::kPull, min_version, table, dim,
+               std::move(key_bufs[s]), Buffer());
   }
   return id;
 }
@@ -221,62 +383,60 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
                                    bool keys_unique) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
+  if (keys.size() > UINT32_MAX) return InvalidArgument("too many keys in one push");
   uint64_t id = I.next_request++;
   Request& req = I.requests[id];
   req.dim = dim;
   req.deadline = Clock::now() + std::chrono::milliseconds(I.options.request_timeout_ms);
-  std::vector<std::vector<uint64_t>> shard_keys(I.servers.size());
-  std::vector<std::vector<float>> shard_vals(I.servers.size());
-  if (keys_unique) {
-    // Caller guarantees distinct keys: route with one pass, copy rows once.
-    std::vector<int32_t> owner(keys.size());
-    std::vector<size_t> count(I.servers.size(), 0);
-    for (size_t i = 0; i < keys.size(); ++i) count[owner[i] = I.OwnerOf(keys[i])]++;
-    for (size_t s = 0; s < I.servers.size(); ++s) {
-      shard_keys[s].reserve(count[s]);
-      shard_vals[s].reserve(count[s] * dim);
+  BufferPool& pool = BufferPool::Global();
+  const size_t ns = I.servers.size();
+  // Repeated keys have their gradients summed into one row.
+  const bool repeats = !keys_unique && I.Dedup(keys);
+  std::span<const uint64_t> unique = repeats ? std::span<const uint64_t>(I.unique_keys) : keys;
+  const int only = I.Route(unique);
+  std::vector<Buffer> key_bufs(ns), val_bufs(ns);
+  if (only >= 0 && !repeats) {
+    // One shard, no repeats: the payload is the caller's arrays, copied whole.
+    key_bufs[only] = pool.Copy(keys.data(), keys.size_bytes());
+    val_bufs[only] = pool.Copy(grads, keys.size() * dim * sizeof(float));
+  } else {
+    std::vector<uint64_t*> shard_keys(ns, nullptr);
+    std::vector<float*> shard_vals(ns, nullptr);
+    for (size_t s = 0; s < ns; ++s) {
+      if (I.shard_count[s] == 0) continue;
+      key_bufs[s] = pool.Uninitialized<uint64_t>(I.shard_count[s], &shard_keys[s]);
+      val_bufs[s] = pool.Uninitialized<float>(I.shard_count[s] * dim, &shard_vals[s]);
     }
-    for (size_t i = 0; i < keys.size(); ++i) {
-      shard_keys[owner[i]].push_back(keys[i]);
-      shard_vals[owner[i]].insert(shard_vals[owner[i]].end(), grads + i * dim,
-                                  grads + (i + 1) * dim);
+    // Unique key u goes to shard owner_of(u), row row_of(u).
+    auto owner_of = [&](size_t u) { return only >= 0 ? only : I.owner[u]; };
+    auto row_of = [&](size_t u) -> size_t { return only >= 0 ? u : I.row_in_shard[u]; };
+    for (size_t u = 0; u < unique.size(); ++u) shard_keys[owner_of(u)][row_of(u)] = unique[u];
+    const size_t row_bytes = dim * sizeof(float);
+    if (!repeats) {
+      for (size_t i = 0; i < keys.size(); ++i) {
+        std::memcpy(shard_vals[owner_of(i)] + row_of(i) * dim, grads + i * dim, row_bytes);
+      }
+    } else {
+      uint32_t seen = 0;  // unique keys are numbered in first-occurrence order
+      for (size_t i = 0; i < keys.size(); ++i) {
+        const uint32_t u = I.unique_of[i];
+        float* dst = shard_vals[owner_of(u)] + row_of(u) * dim;
+        const float* g = grads + i * dim;
+        if (u == seen) {
+          std::memcpy(dst, g, row_bytes);
+          ++seen;
+        } else {
+          for (uint32_t c = 0; c < dim; ++c) dst[c] += g[c];
+        }
+      }
     }
   }
-  // Otherwise sum gradients of repeated keys, per shard.
-  std::unordered_map<uint64_t, std::pair<int, uint32_t>> seen;
-  if (!keys_unique) seen.reserve(keys.size());
-  for (size_t i = 0; i < keys.size() && !keys_unique; ++i) {
-    auto it = seen.find(keys[i]);
-    const float* g = grads + i * dim;
-    if (it != seen.end()) {
-      float* dst =
-          shard_vals[it->second.first].data() + static_cast<size_t>(it->second.second) * dim;
-      for (uint32_t c = 0; c < dim; ++c) dst[c] += g[c];
-      continue;
-    }
-    int s = I.OwnerOf(keys[i]);
-    seen.emplace(keys[i], std::make_pair(s, static_cast<uint32_t>(shard_keys[s].size())));
-    shard_keys[s].push_back(keys[i]);
-    shard_vals[s].insert(shard_vals[s].end(), g, g + dim);
-  }
-  for (size_t s = 0; s < I.servers.size(); ++s) {
-    if (shard_keys[s].empty() && !all_servers) continue;
-    uint64_t wire = I.next_wire_id++;
-    Message m = MakeDataMessage(MsgType::kPush, I.membership->node_id(), wire, round, table, dim,
-                                Buffer::FromVector(std::move(shard_keys[s])),
-                                Buffer::FromVector(std::move(shard_vals[s])), I.options.checksum);
+  for (size_t s = 0; s < ns; ++s) {
+    if (I.shard_count[s] == 0 && !all_servers) continue;
     ShardPart part;
     part.server = static_cast<int>(s);
-    req.parts[wire] = std::move(part);
-    req.remaining++;
-    I.wire_to_request[wire] = id;
-    Status st = I.SendTo(static_cast<int>(s), m);
-    if (!st.ok()) {
-      req.status = st;
-      req.parts[wire].done = true;
-      req.remaining--;
-      I.wire_to_request.erase(wire);
-    }
+    I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, std::move(key_bufs[s]),
+               std::move(val_bufs[s]));
   }
   return id;
 }
@@ -296,12 +456,23 @@ Status Client::Wait(uint64_t id, PullResult* result) {
       req.status = Cancelled("cluster is shutting down");
       break;
     }
-    // A shard that the scheduler declared dead will not answer.
-    ClusterView v = I.membership->view();
-    for (auto& [wire, part] : req.parts) {
-      if (!part.done && part.server < static_cast<int>(v.servers.size()) &&
-          !v.servers[part.server].alive) {
+    // A shard that the scheduler declared dead will not answer. The view is
+    // copied only when its epoch moved, not on every turn of this loop.
+    if (const int64_t epoch = I.membership->epoch(); epoch != I.liveness_epoch) {
+      I.liveness = I.membership->view();
+      I.liveness_epoch = epoch;
+    }
+    const ClusterView& v = I.liveness;
+    if (Status h = I.membership->health(); !h.ok()) req.status = h;  // lost the scheduler
+    for (const ShardPart& part : req.parts) {
+      if (part.done || part.server >= static_cast<int>(v.servers.size())) continue;
+      const NodeInfo& sv = v.servers[part.server];
+      if (!sv.alive) {
         req.status = Unavailable("server rank " + std::to_string(part.server) + " is down");
+      } else if (part.server < static_cast<int>(I.endpoints.size()) &&
+                 TcpEndpoint(sv.host, sv.data_port) != I.endpoints[part.server]) {
+        // A replacement took the rank over: the old process will not answer.
+        req.status = Unavailable("server rank " + std::to_string(part.server) + " was replaced");
       }
     }
     if (!req.status.ok() && req.status.code() == StatusCode::kUnavailable) break;
@@ -309,7 +480,7 @@ Status Client::Wait(uint64_t id, PullResult* result) {
   }
   Request req = std::move(it->second);
   I.requests.erase(it);
-  for (auto& [wire, part] : req.parts) I.wire_to_request.erase(wire);
+  for (const ShardPart& part : req.parts) I.wire_to_request.erase(part.wire);
   if (req.status.ok() && req.is_pull && !req.expand.empty()) {
     for (size_t i = 0; i < req.expand.size(); ++i) {
       std::memcpy(req.out + i * req.dim,
@@ -323,8 +494,23 @@ Status Client::Wait(uint64_t id, PullResult* result) {
 
 Status Client::Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                     int64_t min_version, float* out, PullResult* result, bool keys_unique) {
-  PHX_ASSIGN_OR_RETURN(uint64_t id, PullAsync(table, keys, dim, min_version, out, keys_unique));
-  return Wait(id, result);
+  // A shard that is down (or was just replaced) is retried with backoff until
+  // its replacement answers, for at most request_timeout_ms in all.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(impl_->options.request_timeout_ms);
+  auto backoff = std::chrono::milliseconds(50);
+  for (int attempt = 1;; ++attempt) {
+    PHX_ASSIGN_OR_RETURN(uint64_t id, PullAsync(table, keys, dim, min_version, out, keys_unique));
+    Status s = Wait(id, result);
+    if (s.code() != StatusCode::kUnavailable || !impl_->membership->health().ok()) return s;
+    if (Clock::now() + backoff > deadline) {
+      return s.WithContext("pull gave up after " + std::to_string(attempt) + " attempts in " +
+                           std::to_string(impl_->options.request_timeout_ms) +
+                           " ms (cluster.request_timeout_ms)");
+    }
+    if (attempt == 1) spdlog::warn("worker: pull: {}; retrying until it is back", s.ToString());
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(1000));
+  }
 }
 
 Status Client::Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,

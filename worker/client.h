@@ -7,6 +7,12 @@
 //
 // Threading: a Client and its sockets belong to the thread that created it.
 // Its MembershipClient runs its own heartbeat thread.
+//
+// Costs: a request touches each key a constant number of times (dedup in a
+// reused open-addressing index, routing, one copy of keys and values into
+// recycled payload buffers); a reply is copied once, straight into the
+// caller's output (one block copy when the shard's rows are the whole output
+// in order, as with one server).
 
 #include <cstdint>
 #include <memory>
@@ -33,7 +39,10 @@ struct ClientOptions {
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register
   int request_timeout_ms = 120000;
-  bool checksum = true;  // checksum payloads sent
+  // Payload checksums on the requests this client sends; servers checksum
+  // their replies when the request carried one. kAuto: on for servers on
+  // another host, off on loopback (see common/wire_format.md).
+  ChecksumMode checksum = ChecksumMode::kAuto;
   WireLimits limits;
 };
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <thread>
 
 namespace phalanx::worker {
 
@@ -83,11 +84,38 @@ void Trainer::ApplyMomentum(const SparseRows& rows, std::vector<float>* sparse_g
   }
 }
 
+bool Trainer::FetchHonest(int64_t round, std::vector<float>* samples) {
+  if (!honest_peek_) {
+    auto p = HonestPeek::Create(client_->view(), client_->id(), options_.honest_timeout_ms,
+                                WireLimits{});
+    if (!p.ok()) {
+      if (++honest_failures_ <= 3) spdlog::warn("omniscient attack: {}", p.status().ToString());
+      return false;
+    }
+    honest_peek_ = std::move(*p);
+  }
+  int h = 0;
+  auto r = honest_peek_->Fetch(kDenseTable, dense_keys_, options_.dense_row_dim, round, &h);
+  if (!r.ok() || h < 1) {
+    if (++honest_failures_ <= 3) {
+      spdlog::warn("omniscient attack: no honest gradients for round {} ({}); using own estimate",
+                   round, r.ok() ? "no honest worker" : r.status().ToString());
+    }
+    // A dead socket state is not worth keeping: reconnect next time.
+    if (!r.ok() && r.status().code() != StatusCode::kAborted) honest_peek_.reset();
+    return false;
+  }
+  *samples = std::move(*r);
+  return true;
+}
+
 Status Trainer::Lie(const std::vector<size_t>& batch, const SparseRows& rows,
                     std::vector<float>* sparse_grad, const std::vector<size_t>& order,
-                    std::mt19937_64& rng) {
+                    std::mt19937_64& rng, int64_t round) {
   std::vector<float> samples;
-  if (byzantine_.needs_samples()) {
+  if (byzantine_.needs_honest() && FetchHonest(round, &samples)) {
+    // The honest workers' actual gradients of this round.
+  } else if (byzantine_.needs_samples()) {
     // Non-omniscient estimate of the honest gradients: this batch plus a few
     // more from the attacker's own shard, at the current parameters.
     samples = dense_grad_;
@@ -129,8 +157,17 @@ Status Trainer::Run(double* final_accuracy) {
   auto start = Clock::now();
   auto last_log = start;
   uint64_t rows_at_last_log = 0;
+  int first_step = 0;
+  if (options_.synchronous) {
+    // A worker joining a running job (a restarted rank or a new one) starts
+    // at the cluster's current round with the current model.
+    PHX_RETURN_IF_ERROR(PullDense(0, &dense_version).WithContext("pulling dense rows"));
+    first_step = static_cast<int>(std::clamp<int64_t>(dense_version, 0, options_.rounds));
+    if (first_step > 0) spdlog::info("worker {}: joining at round {}", client_->rank(), first_step);
+    dense_version = first_step - 1;
+  }
 
-  for (int step = 0; step < options_.rounds; ++step) {
+  for (int step = first_step; step < options_.rounds; ++step) {
     batch.clear();
     for (int i = 0; i < options_.batch_size; ++i) {
       if (cursor == order.size()) {
@@ -156,8 +193,11 @@ Status Trainer::Run(double* final_accuracy) {
                                          sparse ? sparse_grad.data() : nullptr);
     loss_sum += loss;
     loss_count++;
+    if (options_.step_delay_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.step_delay_ms));
+    }
     if (byzantine_.active(step)) {
-      PHX_RETURN_IF_ERROR(Lie(batch, rows, &sparse_grad, order, rng));
+      PHX_RETURN_IF_ERROR(Lie(batch, rows, &sparse_grad, order, rng, dense_version));
     } else if (options_.momentum > 0) {
       ApplyMomentum(rows, &sparse_grad);
     }
@@ -176,10 +216,12 @@ Status Trainer::Run(double* final_accuracy) {
       if (id == 0) continue;
       Status s = client_->Wait(id);
       if (!s.ok()) {
-        // A push for a closed round or one dropped for NaN is not fatal: the
-        // next pull realigns this worker with the servers' version.
+        // A push for a closed round, one dropped for NaN, or one to a server
+        // that died (its replacement restarts from a snapshot) is not fatal:
+        // the next pull realigns this worker with the servers' version.
         if (s.code() == StatusCode::kAborted || s.code() == StatusCode::kInvalidArgument ||
-            s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kAlreadyExists) {
+            s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kAlreadyExists ||
+            s.code() == StatusCode::kUnavailable) {
           if (++errors <= 5) spdlog::warn("worker {}: push: {}", client_->rank(), s.ToString());
         } else {
           return s.WithContext("pushing gradients");

@@ -21,6 +21,7 @@
 #include "worker/byzantine.h"
 #include "worker/client.h"
 #include "worker/dataset.h"
+#include "worker/honest_peek.h"
 #include "worker/model.h"
 
 namespace phalanx::worker {
@@ -40,6 +41,10 @@ struct TrainerOptions {
   bool evaluate = false;
   // Worker-side Polyak momentum (MoNNA): push m = beta m + (1 - beta) g.
   double momentum = 0.0;
+  // A straggler: sleep this long after computing each step's gradient.
+  int step_delay_ms = 0;
+  // Omniscient attacks: how long to wait for the honest workers' pushes.
+  int honest_timeout_ms = 30000;
   // This worker lies: behaviour from `byzantine` (attack "none" = honest).
   ByzantineOptions byzantine;
 };
@@ -65,7 +70,10 @@ class Trainer {
   void ApplyMomentum(const SparseRows& rows, std::vector<float>* sparse_grad);
   Status Lie(const std::vector<size_t>& batch, const SparseRows& rows,
              std::vector<float>* sparse_grad, const std::vector<size_t>& order,
-             std::mt19937_64& rng);
+             std::mt19937_64& rng, int64_t round);
+  // Omniscient attacks: the round's honest dense gradients (d x h, column
+  // major) into *samples; false when they are unavailable this round.
+  bool FetchHonest(int64_t round, std::vector<float>* samples);
 
   TrainerOptions options_;
   Client* client_;
@@ -74,6 +82,8 @@ class Trainer {
   std::vector<size_t> shard_;
   const Dataset* test_;
   std::ostream* progress_;
+  std::unique_ptr<HonestPeek> honest_peek_;
+  int honest_failures_ = 0;
   std::vector<uint64_t> dense_keys_;
   std::vector<float> dense_;
   std::vector<float> dense_grad_;

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cereal/archives/binary.hpp>
 #include <random>
+#include <sstream>
 
 #include "common/control.h"
+#include "common/transport.h"
 
 namespace phalanx {
 namespace {
@@ -36,6 +39,30 @@ TEST(MessageTest, HeaderRoundTrip) {
   EXPECT_EQ(d->dim, 16u);
   EXPECT_EQ(d->num_keys, 10u);
   EXPECT_EQ(d->checksum, 77u);
+}
+
+TEST(MessageTest, HeaderBytesAreCerealsEncoding) {
+  // The hand-written encoder must write exactly cereal's binary archive of
+  // Header: that is the wire format (common/wire_format.md).
+  Header h;
+  h.type = MsgType::kPullResponse;
+  h.flags = 3;
+  h.sender = -7;
+  h.request_id = 0x0102030405060708ull;
+  h.round = -123456789012345;
+  h.table_id = 9;
+  h.dim = 4096;
+  h.num_keys = 1ull << 40;
+  h.num_values = 77;
+  h.status_code = 5;
+  h.checksum = 0xfedcba9876543210ull;
+  std::ostringstream os(std::ios::binary);
+  {
+    cereal::BinaryOutputArchive ar(os);
+    ar(h);
+  }
+  EXPECT_EQ(EncodeHeader(h), os.str());
+  EXPECT_EQ(os.str().size(), kHeaderBytes);
 }
 
 TEST(MessageTest, RejectsBadHeaders) {
@@ -110,6 +137,111 @@ TEST(MessageTest, ChecksumDetectsCorruption) {
   WireLimits no_check;
   no_check.verify_checksum = false;
   EXPECT_TRUE(ValidateMessage(m, no_check).ok());
+}
+
+TEST(MessageTest, ChecksumCoversKeysThenValues) {
+  // One-shot XXH3 for a single frame, streamed for two: the same function of
+  // the concatenated bytes either way.
+  std::vector<uint64_t> keys = {1, 2, 3};
+  std::vector<float> vals = {0.5f, 1.5f};
+  std::vector<std::byte> joined(keys.size() * 8 + vals.size() * 4);
+  std::memcpy(joined.data(), keys.data(), keys.size() * 8);
+  std::memcpy(joined.data() + keys.size() * 8, vals.data(), vals.size() * 4);
+  Buffer k = Buffer::Copy(keys.data(), keys.size() * 8);
+  Buffer v = Buffer::Copy(vals.data(), vals.size() * 4);
+  Buffer j = Buffer::Copy(joined.data(), joined.size());
+  EXPECT_EQ(PayloadChecksum(k, v), PayloadChecksum(j, Buffer()));
+  EXPECT_EQ(PayloadChecksum(k, v), PayloadChecksum(Buffer(), j));
+  EXPECT_NE(PayloadChecksum(k, v), PayloadChecksum(v, k));
+  EXPECT_NE(PayloadChecksum(Buffer(), Buffer()), 0u);  // 0 is reserved for "none"
+}
+
+TEST(MessageTest, WithoutChecksumLengthsAndCountsStillGuard) {
+  Message m = MakeDataMessage(MsgType::kPush, 3, 42, 7, 1, 2,
+                              Buffer::FromVector(std::vector<uint64_t>{1, 2}),
+                              Buffer::FromVector(std::vector<float>{1, 2, 3, 4}), false);
+  EXPECT_EQ(m.header.checksum, 0u);
+  EXPECT_TRUE(ValidateMessage(m, {}).ok());
+  m.values = Buffer::FromVector(std::vector<float>{1, 2, 3});  // truncated frame
+  EXPECT_EQ(ValidateMessage(m, {}).code(), StatusCode::kInvalidArgument);
+  m.header.num_values = 3;  // counts agree with the frame, but not with keys x dim
+  EXPECT_EQ(ValidateMessage(m, {}).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MessageTest, LoopbackHostsAreRecognised) {
+  EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
+  EXPECT_TRUE(IsLoopbackHost("127.1.2.3"));
+  EXPECT_TRUE(IsLoopbackHost("localhost"));
+  EXPECT_TRUE(IsLoopbackHost("::1"));
+  EXPECT_FALSE(IsLoopbackHost("10.0.0.2"));
+  EXPECT_FALSE(IsLoopbackHost("128.0.0.1"));
+  EXPECT_FALSE(IsLoopbackHost("host127.example"));
+}
+
+TEST(BufferPoolTest, RecyclesReleasedBlocks) {
+  BufferPool pool;
+  float* a = nullptr;
+  const void* first = nullptr;
+  {
+    Buffer b = pool.Uninitialized<float>(1 << 20, &a);  // 4 MB: pooled
+    ASSERT_NE(a, nullptr);
+    a[0] = 1;
+    a[(1 << 20) - 1] = 2;
+    first = b.data();
+    EXPECT_EQ(b.size(), size_t{4} << 20);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u);
+  }
+  EXPECT_EQ(pool.stats().cached_blocks, 1u);
+  float* c = nullptr;
+  Buffer again = pool.Uninitialized<float>((1 << 20) - 100, &c);  // fits the freed block
+  EXPECT_EQ(again.data(), first);
+  EXPECT_EQ(pool.stats().hits, 1u);
+  EXPECT_EQ(pool.stats().misses, 1u);
+  // A block in use is never handed out twice.
+  float* d = nullptr;
+  Buffer other = pool.Uninitialized<float>(1 << 20, &d);
+  EXPECT_NE(other.data(), again.data());
+  EXPECT_EQ(pool.stats().misses, 2u);
+  // A free block far larger than the request is not pinned under it.
+  again = Buffer();
+  float* e = nullptr;
+  Buffer small = pool.Uninitialized<float>(64 << 10, &e);  // 256 KB
+  EXPECT_NE(small.data(), first);
+}
+
+TEST(BufferPoolTest, SmallRequestsAreNotPooledAndCopiesAreExact) {
+  BufferPool pool;
+  uint64_t* k = nullptr;
+  Buffer small = pool.Uninitialized<uint64_t>(4, &k);
+  EXPECT_EQ(small.size(), 32u);
+  small = Buffer();
+  EXPECT_EQ(pool.stats().cached_blocks, 0u);
+  std::vector<uint8_t> bytes(300 << 10);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 31);
+  Buffer copy = pool.Copy(bytes.data(), bytes.size());
+  ASSERT_EQ(copy.size(), bytes.size());
+  EXPECT_EQ(std::memcmp(copy.data(), bytes.data(), bytes.size()), 0);
+}
+
+TEST(BufferPoolTest, BuffersOutliveTheirPoolAndTheCacheIsBounded) {
+  Buffer kept;
+  {
+    BufferPool::Options o;
+    o.max_cached_blocks = 1;
+    BufferPool pool(o);
+    float* a = nullptr;
+    float* b = nullptr;
+    Buffer x = pool.Uninitialized<float>(1 << 18, &a);
+    Buffer y = pool.Uninitialized<float>(1 << 18, &b);
+    x = Buffer();
+    y = Buffer();
+    EXPECT_EQ(pool.stats().cached_blocks, 1u);  // the second release was freed
+    kept = pool.Uninitialized<float>(1 << 18, &a);
+    a[0] = 42;
+  }
+  // The pool is gone; releasing the block must still be safe.
+  EXPECT_EQ(kept.as<float>()[0], 42);
+  kept = Buffer();
 }
 
 TEST(MessageTest, ControlMessagesCarryNoData) {

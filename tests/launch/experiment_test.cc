@@ -89,6 +89,25 @@ flag = ["aggregator.r=4"]
   EXPECT_TRUE(has(clean, "byzantine.count=0"));
 }
 
+TEST_F(ExperimentFileTest, RuleVariantsNameTheSameRuleWithOtherParameters) {
+  auto spec = LoadExperiment(Write(R"(
+[experiment]
+base = "job.toml"
+rules = ["flag", "flag-r4"]
+[rule_set]
+flag-r4 = { rule = "flag", set = ["aggregator.r=4"] }
+)"));
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  auto o = CellOverrides(*spec, {"flag-r4", "none", 0, "none", 1});
+  EXPECT_NE(std::find(o.begin(), o.end(), "aggregator.name=flag"), o.end());
+  EXPECT_NE(std::find(o.begin(), o.end(), "aggregator.r=4"), o.end());
+  auto plain = CellOverrides(*spec, {"flag", "none", 0, "none", 1});
+  EXPECT_EQ(std::find(plain.begin(), plain.end(), "aggregator.r=4"), plain.end());
+  EXPECT_FALSE(LoadExperiment(Write("[experiment]\nbase = \"job.toml\"\n[rule_set]\n"
+                                    "x = { set = [\"aggregator.r=4\"] }\n"))
+                   .ok());
+}
+
 TEST_F(ExperimentFileTest, OverridesFromTheCommandLine) {
   auto spec = LoadExperiment(Write("[experiment]\nbase = \"job.toml\"\nrules = [\"mean\"]\n"),
                              {"experiment.rules=[\"median\", \"krum\"]", "parallel=3"});
