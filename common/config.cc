@@ -163,8 +163,8 @@ Status Validate(const JobConfig& c) {
     return InvalidArgument("cluster.servers must be in [1, 256]");
   if (cl.workers < 1 || cl.workers > 4096)
     return InvalidArgument("cluster.workers must be in [1, 4096]");
-  if (cl.mode != "sync" && cl.mode != "async") {
-    return InvalidArgument("cluster.mode must be sync or async, got '" + cl.mode + "'");
+  if (cl.mode != "sync" && cl.mode != "async" && cl.mode != "federated") {
+    return InvalidArgument("cluster.mode must be sync, async or federated, got '" + cl.mode + "'");
   }
   if (cl.num_slots < static_cast<uint32_t>(cl.servers) || cl.num_slots > (1u << 20)) {
     return InvalidArgument("cluster.num_slots must be in [servers, 2^20]");
@@ -269,7 +269,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
 
   static const std::set<std::string> kSections = {
       "cluster", "data",       "model",     "train",     "optimizer", "embedding_optimizer",
-      "tables",  "aggregator", "byzantine", "checkpoint"};
+      "tables",  "aggregator", "byzantine", "checkpoint", "federated"};
   for (const auto& [k, node] : root) {
     std::string key(k.str());
     if (key == "faults") continue;  // [[faults]]: an array of tables, read below
@@ -437,6 +437,56 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
       return InvalidArgument(
           "checkpoint.dir is set but neither checkpoint.every_rounds nor "
           "checkpoint.every_seconds is");
+    }
+  }
+  {
+    SectionReader r(root["federated"].as_table(), "federated");
+    auto& x = c.federated;
+    r.Read("algorithm", &x.algorithm);
+    r.Read("server_lr", &x.server_lr);
+    r.Read("weights", &x.weights);
+    r.Read("buffer_size", &x.buffer_size);
+    r.Read("window", &x.window);
+    r.Read("mix_alpha", &x.mix_alpha);
+    r.Read("staleness", &x.staleness);
+    r.Read("staleness_a", &x.staleness_a);
+    r.Read("staleness_b", &x.staleness_b);
+    r.Read("max_staleness", &x.max_staleness);
+    r.Read("redispatch", &x.redispatch);
+    r.Read("rule", &x.rule);
+    r.Read("f", &x.f);
+    r.Read("clients", &x.clients);
+    r.Read("local_steps", &x.local_steps);
+    r.Read("batch_size", &x.batch_size);
+    r.Read("learning_rate", &x.learning_rate);
+    r.Read("partition", &x.partition);
+    r.Read("alpha", &x.alpha);
+    r.Read("partition_seed", &x.partition_seed);
+    r.Read("samples_per_client", &x.samples_per_client);
+    r.Read("speed", &x.speed);
+    r.Read("time_unit_ms", &x.time_unit_ms);
+    r.Read("duration_s", &x.duration_s);
+    r.Read("eval_every_s", &x.eval_every_s);
+    PHX_RETURN_IF_ERROR(r.Finish());
+    // Ranges only; algorithm names and combinations: launch/federated_live.h.
+    if (x.clients < 1) return InvalidArgument("federated.clients must be >= 1");
+    if (x.local_steps < 1) return InvalidArgument("federated.local_steps must be >= 1");
+    if (x.batch_size < 1) return InvalidArgument("federated.batch_size must be >= 1");
+    if (!(x.learning_rate > 0) || !std::isfinite(x.learning_rate)) {
+      return InvalidArgument("federated.learning_rate must be a positive number");
+    }
+    if (!(x.alpha > 0) || !std::isfinite(x.alpha)) {
+      return InvalidArgument("federated.alpha (Dirichlet concentration) must be > 0");
+    }
+    if (x.samples_per_client < 0) return InvalidArgument("federated.samples_per_client >= 0");
+    if (!(x.time_unit_ms > 0) || !std::isfinite(x.time_unit_ms)) {
+      return InvalidArgument("federated.time_unit_ms must be > 0");
+    }
+    if (!(x.duration_s > 0) || !std::isfinite(x.duration_s)) {
+      return InvalidArgument("federated.duration_s must be > 0");
+    }
+    if (!(x.eval_every_s > 0) || !std::isfinite(x.eval_every_s)) {
+      return InvalidArgument("federated.eval_every_s must be > 0");
     }
   }
   if (c.data.path.empty()) {

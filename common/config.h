@@ -17,7 +17,7 @@ namespace phalanx {
 struct ClusterConfig {
   int servers = 2;
   int workers = 4;
-  std::string mode = "sync";       // sync | async
+  std::string mode = "sync";       // sync | async | federated ([federated])
   std::string host = "127.0.0.1";  // address every node binds and advertises
   uint32_t num_slots = 1024;       // key slots; slot -> server table in the view
   int heartbeat_ms = 300;
@@ -134,6 +134,41 @@ struct CheckpointConfig {
   int keep = 2;
 };
 
+// Live federated mode (cluster.mode = "federated"; ps/federated_shard.h,
+// worker/federated_client.h): `clients` clients hosted round-robin by the
+// workers train `local_steps` SGD steps from the pulled model and push their
+// delta; the servers apply `algorithm`. Server keys mean what they mean in
+// `phalanx simulate`'s [server] section (aggregators/federated.h); times
+// (τ_i of the speed profile, FedFix's window) are in units of time_unit_ms.
+// Algorithm-specific checks happen in launch/federated_live.h.
+struct FederatedConfig {
+  std::string algorithm = "fedbuff";  // async | fedasync | fedbuff | fedfix
+  double server_lr = 1.0;
+  std::string weights;  // "" = the algorithm's default
+  int buffer_size = 10;
+  double window = 0.5;
+  double mix_alpha = 0.6;
+  std::string staleness;  // "" = default (sqrt for fedbuff, else constant)
+  double staleness_a = 0.5;
+  double staleness_b = 4.0;
+  int64_t max_staleness = -1;
+  std::string redispatch;     // "" = default; immediately | at-trigger
+  std::string rule = "mean";  // inner rule over a buffer/window (aggregators)
+  int f = 0;
+  int64_t clients = 20;
+  int local_steps = 10;
+  int batch_size = 64;
+  double learning_rate = 0.02;
+  std::string partition = "dirichlet-equal";  // dirichlet-equal | dirichlet | iid
+  double alpha = 0.1;
+  uint64_t partition_seed = 42;
+  int64_t samples_per_client = 0;  // 0 = floor(N / clients)
+  std::string speed = "F-80";      // F-<X> (τ_i from 1 down to 1 - X%) or none
+  double time_unit_ms = 200;       // wall time of one virtual time unit (τ = 1)
+  double duration_s = 20;          // wall time the clients train
+  double eval_every_s = 1.0;       // worker 0's test evaluations
+};
+
 struct JobConfig;
 // Worker ranks that lie: byzantine.ranks, or else the last byzantine.count ranks.
 std::vector<int> ByzantineRanks(const JobConfig& config);
@@ -150,6 +185,7 @@ struct JobConfig {
   AggregatorConfig aggregator;
   ByzantineConfig byzantine;
   CheckpointConfig checkpoint;  // [checkpoint]
+  FederatedConfig federated;    // [federated]
   std::vector<FaultConfig> faults;  // [[faults]], in file order
   std::string source;  // the file it came from
 };

@@ -378,6 +378,10 @@ Result<ExperimentSummary> RunExperiment(const ExperimentSpec& spec,
       }
       std::vector<std::string> args = {options.self_exe, "launch", "local", "--quiet",
                                        "--config",       config,   "--out", dir.string()};
+      // Snapshots (if the config takes any) stay inside the cell's folder,
+      // so parallel cells never read each other's; `set` may override it.
+      args.push_back("--set");
+      args.push_back("checkpoint.dir=\"" + (dir / "checkpoints").string() + "\"");
       for (const auto& o : CellOverrides(spec, c)) {
         args.push_back("--set");
         args.push_back(o);

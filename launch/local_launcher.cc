@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "common/transport.h"
 #include "launch/fault_proxy.h"
 #include "launch/fault_schedule.h"
+#include "launch/federated_live.h"
 #include "launch/netns.h"
 
 namespace phalanx::launch {
@@ -56,6 +58,9 @@ Result<Child> Spawn(const std::string& name, const std::vector<std::string>& arg
   if (pid == 0) {
     // Child: own process group member of ours, so Ctrl-C reaches it too; the
     // launcher still sends SIGTERM explicitly.
+    // Die with the launcher: a crashed launcher leaves no cluster running
+    // (its namespaces are then removed by the next run's stale cleanup).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (capture)
       dup2(fds[1], 1);
     else
@@ -511,6 +516,7 @@ class FaultRunner {
 
 Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic<bool>* stop) {
   PHX_ASSIGN_OR_RETURN(JobConfig config, LoadConfig(options.config_path, options.overrides));
+  PHX_RETURN_IF_ERROR(ValidateFederatedJob(config));  // before any process starts
   PHX_ASSIGN_OR_RETURN(FaultSchedule schedule, BuildFaultSchedule(config));
   // Fail early, before any process starts, when the data is missing.
   if (config.data.dataset != "libsvm" && !fs::exists(config.data.path)) {
@@ -727,19 +733,20 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
     }
     bool all_done = true;
     for (auto& c : children) all_done &= c.exited;
-    // Backstop: once the scheduler and every worker are gone, servers get a
-    // grace period to exit on their own, then are stopped.
-    bool only_servers_left = !all_done;
+    // Backstop: once every worker is gone the job is over; the scheduler and
+    // servers get a grace period to exit on their own, then are stopped (a
+    // scheduler restarted after the workers finished never hears them leave).
+    bool only_services_left = !all_done;
     for (auto& c : children) {
-      if (c.name.rfind("server", 0) != 0) only_servers_left &= c.exited;
+      if (c.name.rfind("worker", 0) == 0) only_services_left &= c.exited;
     }
-    if (only_servers_left) {
+    if (only_services_left) {
       if (servers_alone_since == Clock::time_point{}) servers_alone_since = Clock::now();
       if (Clock::now() - servers_alone_since > std::chrono::seconds(5)) {
-        spdlog::warn("servers still running after the scheduler and workers exited; stopping them");
+        spdlog::warn("scheduler/servers still running after every worker exited; stopping them");
         StopAll(children);
         for (auto& c : children) {
-          if (c.name.rfind("server", 0) == 0) c.status = 0;  // stopped by us, not failed
+          if (c.name.rfind("worker", 0) != 0) c.status = 0;  // stopped by us, not failed
         }
         all_done = true;
       }
@@ -794,21 +801,27 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
       csv << "\n";
     }
   }
-  // Replacement servers report what their snapshot missed with a line
-  // "PHX_RESTORED {...}" holding "updates_lost" (rounds since the snapshot).
+  // Replacement servers report what their snapshot missed: a line
+  // "PHX_RESTORED {...}" holding "updates_lost", or the server's log line
+  // "... table 0: restored at round R, the cluster is at round C: N update(s) lost".
   for (auto& c : children) {
     if (c.log_path.find(".restart") == std::string::npos) continue;
     std::ifstream in(c.log_path);
     std::string line;
+    int64_t lost = -1;
     while (std::getline(in, line)) {
-      auto pos = line.find("PHX_RESTORED ");
-      if (pos == std::string::npos) continue;
-      auto j = nlohmann::json::parse(line.substr(pos + 13), nullptr, false);
-      if (j.is_object() && j.contains("updates_lost") && j["updates_lost"].is_number()) {
-        res.updates_lost =
-            std::max<int64_t>(res.updates_lost, 0) + j["updates_lost"].get<int64_t>();
+      if (auto pos = line.find("PHX_RESTORED "); pos != std::string::npos) {
+        auto j = nlohmann::json::parse(line.substr(pos + 13), nullptr, false);
+        if (j.is_object() && j.contains("updates_lost") && j["updates_lost"].is_number()) {
+          lost = j["updates_lost"].get<int64_t>();
+        }
+      } else if (auto end = line.find(" update(s) lost");
+                 end != std::string::npos && line.find("table 0:") != std::string::npos) {
+        auto start = line.rfind(": ", end);
+        if (start != std::string::npos) lost = std::atoll(line.c_str() + start + 2);
       }
     }
+    if (lost >= 0) res.updates_lost = std::max<int64_t>(res.updates_lost, 0) + lost;
   }
   nlohmann::json fault_json = nlohmann::json::array();
   for (const auto& f : res.faults) {

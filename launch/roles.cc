@@ -7,6 +7,7 @@
 
 #include "common/http_server.h"
 #include "common/metrics.h"
+#include "launch/federated_live.h"
 #include "ps/server.h"
 #include "scheduler/scheduler.h"
 #include "worker/client.h"
@@ -145,6 +146,9 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.checkpoint.keep = config.checkpoint.keep;
   o.restore = restore;
   o.num_servers = static_cast<uint32_t>(config.cluster.servers);
+  if (config.cluster.mode == "federated") {
+    PHX_ASSIGN_OR_RETURN(o.federated, FederatedShardOptionsFor(config));
+  }
   PHX_ASSIGN_OR_RETURN(server, ps::Server::Create(o));
   return server->Run(stop);
 }
@@ -185,6 +189,9 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   }
   int world = client->view().live_workers();
   int my_rank = client->rank();
+  if (config.cluster.mode == "federated") {
+    return RunFederatedClients(config, data, *model, client.get(), my_rank, out);
+  }
   std::vector<size_t> shard;
   if (config.data.partition == "dirichlet") {
     // Non-IID: label shares per worker ~ Dir(alpha) (MoNNA's heterogeneity).

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <ctime>
+#include <cstdio>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -147,6 +150,7 @@ Result<std::vector<std::vector<float>>> LoadTrace(const std::string& path, int64
 
 }  // namespace
 
+std::atomic<long long> g_kernel_ns{0}, g_kernel_calls{0};
 struct Simulator::Impl {
   std::unique_ptr<worker::TrainTest> owned;
   const worker::TrainTest* data = nullptr;
@@ -192,26 +196,33 @@ struct Simulator::Impl {
     uint64_t rng =
         Mix(c.seed, 0x747261696e, static_cast<uint64_t>(client), static_cast<uint64_t>(round));
     const size_t d = base.size();
-    s.theta = base;
+    // The first step reads `base` in place; later steps read s.theta. The
+    // last plain-SGD step writes the delta directly (θ⁺ − base), so a
+    // one-step client copies no model.
+    const float* cur = base.data();
+    s.theta.resize(d);
     s.grad.resize(d);
+    delta->resize(d);
     if (c.momentum > 0) s.mom.assign(d, 0.0f);
     s.batch.resize(bsz);
     const float lr = static_cast<float>(c.learning_rate);
     const worker::Dataset& train = data->train;
+    bool delta_done = false;
     for (int64_t k = 0; k < steps; ++k) {
       for (auto& b : s.batch) b = s.idx[Below(&rng, n)];
       if (buckets == 0) {
-        model->LossAndGradient(train, s.batch, s.theta.data(), s.rows, s.grad.data(), nullptr);
+        timespec ta, tb; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ta);
+        model->DenseLossAndGradientFast(train, s.batch, cur, s.grad.data());
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tb);
+        g_kernel_ns += (tb.tv_sec - ta.tv_sec) * 1000000000LL + (tb.tv_nsec - ta.tv_nsec); ++g_kernel_calls;
       } else {
         s.rows.keys = model->SparseKeys(train, s.batch);
         s.rows.values.resize(s.rows.keys.size() * dim);
         for (size_t r = 0; r < s.rows.keys.size(); ++r) {
-          std::copy_n(s.theta.data() + dense_size + s.rows.keys[r] * dim, dim,
-                      s.rows.values.data() + r * dim);
+          std::copy_n(cur + dense_size + s.rows.keys[r] * dim, dim, s.rows.values.data() + r * dim);
         }
         s.sgrad.resize(s.rows.values.size());
-        model->LossAndGradient(train, s.batch, s.theta.data(), s.rows, s.grad.data(),
-                               s.sgrad.data());
+        model->LossAndGradient(train, s.batch, cur, s.rows, s.grad.data(), s.sgrad.data());
         std::fill(s.grad.begin() + static_cast<ptrdiff_t>(dense_size), s.grad.end(), 0.0f);
         for (size_t r = 0; r < s.rows.keys.size(); ++r) {
           std::copy_n(s.sgrad.data() + r * dim, dim,
@@ -225,19 +236,32 @@ struct Simulator::Impl {
         const double norm = std::sqrt(sq);
         if (norm > c.clip) scale = static_cast<float>(c.clip / norm);
       }
+      float* theta = s.theta.data();
+      const float* g = s.grad.data();
       if (c.momentum > 0) {
         const auto beta = static_cast<float>(c.momentum);
         for (size_t j = 0; j < d; ++j) {
-          s.mom[j] = beta * s.mom[j] + scale * s.grad[j];
-          s.theta[j] -= lr * s.mom[j];
+          s.mom[j] = beta * s.mom[j] + scale * g[j];
+          theta[j] = cur[j] - lr * s.mom[j];
         }
+      } else if (k + 1 == steps) {
+        const float step = lr * scale;
+        const float* b0 = base.data();
+        float* out = delta->data();
+        for (size_t j = 0; j < d; ++j) {
+          const float t = cur[j] - step * g[j];
+          out[j] = t - b0[j];
+        }
+        delta_done = true;
       } else {
         const float step = lr * scale;
-        for (size_t j = 0; j < d; ++j) s.theta[j] -= step * s.grad[j];
+        for (size_t j = 0; j < d; ++j) theta[j] = cur[j] - step * g[j];
       }
+      cur = theta;
     }
-    delta->resize(d);
-    for (size_t j = 0; j < d; ++j) (*delta)[j] = s.theta[j] - base[j];
+    if (!delta_done) {
+      for (size_t j = 0; j < d; ++j) (*delta)[j] = cur[j] - base[j];
+    }
     if (c.attack != "none" && round >= c.attack_from &&
         std::binary_search(byzantine.begin(), byzantine.end(), client)) {
       worker::ByzantineOptions bo;
@@ -408,6 +432,7 @@ class RunLoop {
     }
     res.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     res.train_wall_seconds = train_seconds_;
+    fprintf(stderr, "DEBUG kernel calls %lld, %.1f us cpu each\n", g_kernel_calls.load(), g_kernel_ns.load() / 1e3 / std::max(1LL, g_kernel_calls.load()));
     res.resident_bytes = ResidentBytes();
     return res;
   }
@@ -502,10 +527,20 @@ class RunLoop {
   void TrainAhead() {
     std::vector<int64_t> todo;
     for (const Event& e : events_) {
-      if (todo.size() >= window_) break;
+      // Clients ending after the budget never report: do not train them.
+      if (todo.size() >= window_ || e.time > c_.time_budget) break;
       if (e.kind != kEnd) continue;
       const Flight& f = flights_[static_cast<size_t>(e.slot)];
       if (!f.trained && !f.dropped) todo.push_back(e.slot);
+    }
+    // Delta buffers come back from ended clients (End), so steady state
+    // allocates none.
+    for (int64_t slot : todo) {
+      Flight& f = flights_[static_cast<size_t>(slot)];
+      if (f.delta.capacity() == 0 && !delta_pool_.empty()) {
+        f.delta = std::move(delta_pool_.back());
+        delta_pool_.pop_back();
+      }
     }
     const auto t0 = Clock::now();
     arena_.execute([&] {
@@ -549,6 +584,8 @@ class RunLoop {
       }
       stepped = out == SubmitOutcome::kApplied || (fedavg && server_->state().round_open.empty());
     }
+    if (f.delta.capacity() > 0) delta_pool_.push_back(std::move(f.delta));
+    f.base.reset();  // the version's snapshot dies with its last client
     if (fedavg) {
       AddIdle(c);
       if (server_->state().round_open.empty()) return StartRound(now);
@@ -578,6 +615,7 @@ class RunLoop {
   std::vector<int64_t> waiting_;
   std::vector<Flight> flights_;
   std::vector<int64_t> free_;
+  std::vector<std::vector<float>> delta_pool_;
   std::set<Event> events_;
   uint64_t seq_ = 0;
   uint64_t rng_ = 0;

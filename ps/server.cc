@@ -174,6 +174,10 @@ class ServerImpl final : public Server {
       tables_.push_back(std::move(t));
     }
     PHX_ASSIGN_OR_RETURN(aggregator_, aggregators::CreateAggregator(options_.aggregator));
+    if (options_.federated.enabled) {
+      PHX_ASSIGN_OR_RETURN(federated_,
+                           FederatedShard::Create(options_.federated, tables_[0].table.get()));
+    }
     MembershipOptions mo;
     mo.scheduler_endpoint = options_.scheduler_endpoint;
     mo.self.role = Role::kServer;
@@ -221,6 +225,7 @@ class ServerImpl final : public Server {
         for (size_t t = 0; t < tables_.size(); ++t) MaybeCloseRound(t);
       }
       if (++loops_ % 64 == 0) UpdateStatus();
+      if (federated_) federated_->Tick();
       MaybeSnapshot();
       if (Status h = membership_->health(); !h.ok()) {
         if (writer_.joinable()) writer_.join();
@@ -308,6 +313,11 @@ class ServerImpl final : public Server {
     }
     Status own = CheckOwnership(msg.key_span());
     if (!own.ok()) return Reject(peer, msg, own);
+    if (federated_ && h.table_id == 0) {
+      // Live federated mode: the shard's FederatedServer owns table 0.
+      Reply(peer, federated_->Handle(msg, MyId()));
+      return;
+    }
     if (tables_[h.table_id].align_pending && options_.synchronous) {
       AlignRestored(h.table_id, h.sender, h.round, h.type == MsgType::kPull);
     }
@@ -1029,6 +1039,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<Socket> socket_;
   std::unique_ptr<MembershipClient> membership_;
   std::unique_ptr<aggregators::Aggregator> aggregator_;
+  std::unique_ptr<FederatedShard> federated_;  // live federated mode only
   std::vector<TableState> tables_;
   std::map<std::pair<uint32_t, int64_t>, Collect> collecting_;  // coordinator: by (table, round)
   std::unique_ptr<Socket> coord_socket_;                        // to the coordinator (other shards)

@@ -22,6 +22,7 @@
 #include "aggregators/aggregator.h"
 #include "common/message.h"
 #include "common/status.h"
+#include "ps/federated_shard.h"
 #include "ps/snapshot.h"
 #include "ps/table.h"
 
@@ -50,6 +51,9 @@ struct ServerOptions {
   // without it, a server joining an already formed cluster (a replacement)
   // loads one when checkpoint.dir holds one for its rank.
   CheckpointOptions checkpoint;
+  // Live federated mode: table 0 is the dense model under a FederatedServer
+  // (ps/federated_shard.h); the server runs asynchronously otherwise.
+  FederatedShardOptions federated;
   bool restore = false;
   uint32_t num_servers = 0;  // cluster shape recorded in snapshots (0 = from the view)
 };

@@ -179,15 +179,16 @@ class PartitionedTable final : public EmbeddingTable {
   // 4-5 cache lines per pulled row where 1-2 are read.
   enum PrefetchKind { kPrefetchRow, kPrefetchWeights };
 
-  void PrefetchResolved(const Partition* part, uint32_t row, PrefetchKind kind) const {
-    if (kind == kPrefetchRow) {
+  template <PrefetchKind kKind>
+  [[gnu::always_inline]] void PrefetchResolved(const Partition* part, uint32_t row) const {
+    if constexpr (kKind == kPrefetchRow) {
       part->PrefetchRow(row);
-      return;
+    } else {
+      const char* p = reinterpret_cast<const char*>(part->Row(row));
+      const size_t bytes = dim_ * sizeof(float);
+      for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0);
+      __builtin_prefetch(p + bytes - 1, 0);  // the last line when the row is not line-aligned
     }
-    const char* p = reinterpret_cast<const char*>(part->Row(row));
-    const size_t bytes = dim_ * sizeof(float);
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0);
-    __builtin_prefetch(p + bytes - 1, 0);  // the last line when the row is not line-aligned
   }
 
   // Resolves (creating if missing) the row of every key and calls
@@ -269,7 +270,7 @@ class PartitionedTable final : public EmbeddingTable {
         if (j + kSlotAhead < n) prefetch(j + kSlotAhead);
         Partition* part = parts_[h & part_mask_].get();
         const uint32_t row = part->FindOrInsert(keys[i], h, init);
-        PrefetchResolved(part, row, kKind);
+        PrefetchResolved<kKind>(part, row);
         ring[j % kRowAhead] = {part, row, i};
       }
     }

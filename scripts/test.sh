@@ -17,11 +17,12 @@ if [ "${PHX_SANITIZE_TESTS:-${CI:+1}}" = "1" ]; then
   ninja -C build-asan common_test ps_test aggregators_test worker_test
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  export PHX_PHALANX_BINARY="$here/build/phalanx"  # clusters the tests start: release build
   for t in common_test ps_test aggregators_test worker_test; do
     echo "-- $t (asan+ubsan)"
     build-asan/tests/$t --gtest_brief=1
   done
-  unset ASAN_OPTIONS UBSAN_OPTIONS
+  unset ASAN_OPTIONS UBSAN_OPTIONS PHX_PHALANX_BINARY
 fi
 echo "== unit and integration tests"
 ctest --test-dir build --output-on-failure -j2 --timeout 900

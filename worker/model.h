@@ -50,6 +50,19 @@ class Model {
                                 const float* dense, const SparseRows& rows, float* dense_grad,
                                 float* sparse_grad) const = 0;
 
+  // LossAndGradient for dense-only models (no embedding rows), through a
+  // kernel tuned for small batches: examples are read in place (no gather),
+  // and nothing is allocated once the calling thread has warmed up. It is a
+  // pure function of its inputs (so deterministic on any thread), but its
+  // summation order differs from LossAndGradient's, so the two agree to float
+  // rounding (relative ~1e-6), not bitwise. The federated simulator's clients
+  // use it; the cluster's workers keep LossAndGradient. Same contract for bad
+  // data (NaN loss, zero gradient). Default: LossAndGradient.
+  virtual float DenseLossAndGradientFast(const Dataset& data, std::span<const size_t> idx,
+                                         const float* dense, float* dense_grad) const {
+    return LossAndGradient(data, idx, dense, SparseRows{}, dense_grad, nullptr);
+  }
+
   // Predicted class per example of `idx`.
   virtual std::vector<int32_t> Predict(const Dataset& data, std::span<const size_t> idx,
                                        const float* dense, const SparseRows& rows) const = 0;

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "launch/experiment.h"
 
 namespace phalanx::launch {
 namespace {
@@ -326,6 +330,27 @@ TEST(FaultScheduleTest, RefusesUnknownKindsAndStrayParameters) {
   c = ParseConfig(std::string(kBase) + "[faults]\nkind = \"kill\"\n");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("[[faults]]"), std::string::npos) << c.status().ToString();
+}
+
+TEST(FaultScheduleTest, ThePacketLossExampleIsValid) {
+  const std::string dir = std::string(PHX_SOURCE_DIR) + "/launch/";
+  auto spec = LoadExperiment(dir + "experiments/fa-packet-loss.toml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->schedule_files.count("loss3"), 1u);
+  std::stringstream text;
+  text << std::ifstream(spec->base_config).rdbuf() << "\n"
+       << std::ifstream(spec->schedule_files.at("loss3")).rdbuf();
+  auto c = ParseConfig(text.str(), spec->overrides);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cluster.workers, 15);
+  auto s = BuildFaultSchedule(*c);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(s->faults.size(), 3u);
+  for (const auto& f : s->faults) {
+    EXPECT_EQ(f.kind, FaultKind::kLoss);
+    EXPECT_EQ(f.loss_pct, 10);
+    EXPECT_TRUE(s->NeedsNetns(*c, f));
+  }
 }
 
 TEST(FaultScheduleTest, NoFaultsIsAnEmptySchedule) {

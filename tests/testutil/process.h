@@ -13,13 +13,19 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace phalanx::testutil {
 
-inline std::string PhalanxBinary() { return std::string(PHX_BINARY_DIR) + "/phalanx"; }
+// The binary the multi-process tests start. PHX_PHALANX_BINARY overrides it:
+// the sanitizer build's tests run against the release build's binary.
+inline std::string PhalanxBinary() {
+  const char* env = std::getenv("PHX_PHALANX_BINARY");
+  return env && *env ? std::string(env) : std::string(PHX_BINARY_DIR) + "/phalanx";
+}
 
 class Process {
  public:
