@@ -1,8 +1,8 @@
 #include "aggregators/federated.h"
 
+#include <algorithm>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>

@@ -268,7 +268,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
 
   static const std::set<std::string> kSections = {
-      "cluster", "data",       "model",     "train",     "optimizer", "embedding_optimizer",
+      "cluster", "data",       "model",     "train",      "optimizer", "embedding_optimizer",
       "tables",  "aggregator", "byzantine", "checkpoint", "federated"};
   for (const auto& [k, node] : root) {
     std::string key(k.str());

@@ -164,6 +164,26 @@ Row ReadRow(const ExperimentCell& cell, const fs::path& dir) {
   return r;
 }
 
+// True when the base config or the grid's overrides schedule snapshots.
+bool TakesSnapshots(const ExperimentSpec& spec) {
+  auto mentions = [](const std::string& text) {
+    return text.find("every_rounds") != std::string::npos ||
+           text.find("every_seconds") != std::string::npos;
+  };
+  for (const auto& o : spec.overrides) {
+    if (o.rfind("checkpoint.", 0) == 0 && mentions(o)) return true;
+  }
+  for (const auto& [rule, items] : spec.rule_overrides) {
+    for (const auto& o : items) {
+      if (o.rfind("checkpoint.", 0) == 0 && mentions(o)) return true;
+    }
+  }
+  std::ifstream base(spec.base_config);
+  std::stringstream text;
+  text << base.rdbuf();
+  return mentions(text.str());
+}
+
 }  // namespace
 
 std::string ExperimentCell::Id() const {
@@ -378,10 +398,12 @@ Result<ExperimentSummary> RunExperiment(const ExperimentSpec& spec,
       }
       std::vector<std::string> args = {options.self_exe, "launch", "local", "--quiet",
                                        "--config",       config,   "--out", dir.string()};
-      // Snapshots (if the config takes any) stay inside the cell's folder,
-      // so parallel cells never read each other's; `set` may override it.
-      args.push_back("--set");
-      args.push_back("checkpoint.dir=\"" + (dir / "checkpoints").string() + "\"");
+      // Snapshots (when the run takes any) stay inside the cell's folder, so
+      // parallel cells never read each other's; `set` may override it.
+      if (TakesSnapshots(spec)) {
+        args.push_back("--set");
+        args.push_back("checkpoint.dir=\"" + (dir / "checkpoints").string() + "\"");
+      }
       for (const auto& o : CellOverrides(spec, c)) {
         args.push_back("--set");
         args.push_back(o);

@@ -90,8 +90,9 @@ Status ValidateFederatedJob(const JobConfig& c) {
   }
   if (c.federated.algorithm == "fedbuff" && f.redispatch == "at-trigger" &&
       f.buffer_size > f.clients) {
-    return InvalidArgument("federated.buffer_size exceeds the clients: with redispatch = "
-                           "at-trigger the buffer could never fill");
+    return InvalidArgument(
+        "federated.buffer_size exceeds the clients: with redispatch = "
+        "at-trigger the buffer could never fill");
   }
   return Status::Ok();
 }

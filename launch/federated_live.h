@@ -23,8 +23,7 @@ Result<aggregators::FederatedOptions> FederatedServerOptions(const JobConfig& co
 Status ValidateFederatedJob(const JobConfig& config);
 
 Result<ps::FederatedShardOptions> FederatedShardOptionsFor(const JobConfig& config);
-Result<worker::FederatedClientOptions> FederatedClientOptionsFor(const JobConfig& config,
-                                                                 int rank);
+Result<worker::FederatedClientOptions> FederatedClientOptionsFor(const JobConfig& config, int rank);
 worker::PartitionOptions FederatedPartitionFor(const JobConfig& config);
 
 // The worker role in federated mode: hosts its clients until

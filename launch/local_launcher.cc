@@ -178,6 +178,7 @@ struct Row {
   int loss_n = 0;
   double accuracy = -1;
   double rows_per_s = 0;
+  double staleness = -1;  // federated mode: mean staleness of worker 0's clients' updates
 };
 
 // Applies a validated fault schedule during a run: owns the network sandbox
@@ -314,6 +315,9 @@ class FaultRunner {
     }
     return Status::Ok();
   }
+
+  // Replacements scheduled but not started yet: the job is not over.
+  bool restarts_pending() const { return !restarts_.empty(); }
 
   // Starts and ends what is due. `spawn` starts a replacement for a child.
   void Tick(int round, std::vector<Child>& children, const std::function<void(Child&)>& restart) {
@@ -713,6 +717,7 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
           r.wall = j.value("wall", 0.0);
           r.rows_per_s = j.value("rows_per_s", 0.0);
           if (j.contains("test_accuracy")) r.accuracy = j["test_accuracy"].get<double>();
+          r.staleness = j.value("staleness_mean", -1.0);
         }
         if (round >= last_round) {
           last_round = round;
@@ -731,12 +736,12 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
       return fail(Aborted(c.name + " failed (" + DescribeExit(c.status) + "); last lines of " +
                           log + ":\n" + Tail(log, 12)));
     }
-    bool all_done = true;
+    bool all_done = !faults.restarts_pending();
     for (auto& c : children) all_done &= c.exited;
     // Backstop: once every worker is gone the job is over; the scheduler and
     // servers get a grace period to exit on their own, then are stopped (a
     // scheduler restarted after the workers finished never hears them leave).
-    bool only_services_left = !all_done;
+    bool only_services_left = !all_done && !faults.restarts_pending();
     for (auto& c : children) {
       if (c.name.rfind("worker", 0) == 0) only_services_left &= c.exited;
     }
@@ -778,11 +783,13 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
   fs::path out(options.out_dir);
   {
     std::ofstream csv(out / "metrics.csv");
-    csv << "round,wall_seconds,train_loss,test_accuracy,rows_per_second\n";
+    csv << "round,wall_seconds,train_loss,test_accuracy,rows_per_second,staleness_mean\n";
     for (auto& [round, r] : rows) {
       csv << round << "," << r.wall << "," << (r.loss_n ? r.loss_sum / r.loss_n : 0) << ",";
       if (r.accuracy >= 0) csv << r.accuracy;
-      csv << "," << r.rows_per_s << "\n";
+      csv << "," << r.rows_per_s << ",";
+      if (r.staleness >= 0) csv << r.staleness;
+      csv << "\n";
     }
   }
   LaunchResult res;

@@ -251,7 +251,7 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
                           &out);
   double acc = -1;
   Status s = trainer.Run(&acc);
-  if (s.ok() && to.evaluate) {
+  if (s.ok() && (to.evaluate || acc >= 0)) {
     nlohmann::json j{{"rank", my_rank}, {"final_test_accuracy", acc}};
     out << "PHX_RESULT " << j.dump() << std::endl;
   }

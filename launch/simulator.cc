@@ -3,14 +3,13 @@
 #include <spdlog/spdlog.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <ctime>
-#include <cstdio>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -86,6 +85,7 @@ struct Flight {
   std::shared_ptr<const std::vector<float>> base;
   bool dropped = false;
   bool trained = false;
+  bool queued = false;  // in the background training batch
   std::vector<float> delta;
 };
 
@@ -150,7 +150,6 @@ Result<std::vector<std::vector<float>>> LoadTrace(const std::string& path, int64
 
 }  // namespace
 
-std::atomic<long long> g_kernel_ns{0}, g_kernel_calls{0};
 struct Simulator::Impl {
   std::unique_ptr<worker::TrainTest> owned;
   const worker::TrainTest* data = nullptr;
@@ -211,10 +210,7 @@ struct Simulator::Impl {
     for (int64_t k = 0; k < steps; ++k) {
       for (auto& b : s.batch) b = s.idx[Below(&rng, n)];
       if (buckets == 0) {
-        timespec ta, tb; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ta);
         model->DenseLossAndGradientFast(train, s.batch, cur, s.grad.data());
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &tb);
-        g_kernel_ns += (tb.tv_sec - ta.tv_sec) * 1000000000LL + (tb.tv_nsec - ta.tv_nsec); ++g_kernel_calls;
       } else {
         s.rows.keys = model->SparseKeys(train, s.batch);
         s.rows.values.resize(s.rows.keys.size() * dim);
@@ -324,6 +320,9 @@ class RunLoop {
         run_(run),
         arena_(threads > 0 ? threads : tbb::task_arena::automatic),
         threads_(threads > 0 ? threads : tbb::this_task_arena::max_concurrency()) {}
+  ~RunLoop() { WaitBackground(); }
+  RunLoop(const RunLoop&) = delete;
+  RunLoop& operator=(const RunLoop&) = delete;
 
   Result<RunResult> Go(std::ostream* progress) {
     const auto t0 = Clock::now();
@@ -371,7 +370,9 @@ class RunLoop {
       if (e.time > T) break;
       if (e.kind == kEnd && !flights_[static_cast<size_t>(e.slot)].trained &&
           !flights_[static_cast<size_t>(e.slot)].dropped) {
-        TrainAhead();
+        WaitBackground();
+        if (!flights_[static_cast<size_t>(e.slot)].trained) TrainAhead(false);
+        TrainAhead(true);  // the next window, while this thread serves events
       }
       events_.erase(events_.begin());
       const double now = e.time;
@@ -402,6 +403,7 @@ class RunLoop {
         }
       }
     }
+    WaitBackground();
     const auto& st = server_->state();
     res.server_steps = st.version;
     res.accepted = st.accepted;
@@ -432,7 +434,6 @@ class RunLoop {
     }
     res.wall_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     res.train_wall_seconds = train_seconds_;
-    fprintf(stderr, "DEBUG kernel calls %lld, %.1f us cpu each\n", g_kernel_calls.load(), g_kernel_ns.load() / 1e3 / std::max(1LL, g_kernel_calls.load()));
     res.resident_bytes = ResidentBytes();
     return res;
   }
@@ -523,33 +524,60 @@ class RunLoop {
     Fill(now);
   }
 
-  // Trains the next pending clients in event order, in parallel.
-  void TrainAhead() {
-    std::vector<int64_t> todo;
+  // Trains the next pending clients in event order (up to window_ of them,
+  // none ending after the budget) on the arena. In the background the call
+  // returns at once: the arena's worker threads train while this thread runs
+  // the serial event loop, and WaitBackground joins them. A training is a
+  // pure function of its flight, so when it runs never changes a result.
+  void TrainAhead(bool background) {
+    std::vector<Flight*> todo;
     for (const Event& e : events_) {
       // Clients ending after the budget never report: do not train them.
       if (todo.size() >= window_ || e.time > c_.time_budget) break;
       if (e.kind != kEnd) continue;
-      const Flight& f = flights_[static_cast<size_t>(e.slot)];
-      if (!f.trained && !f.dropped) todo.push_back(e.slot);
+      Flight& f = flights_[static_cast<size_t>(e.slot)];
+      if (!f.trained && !f.dropped && !f.queued) todo.push_back(&f);
     }
     // Delta buffers come back from ended clients (End), so steady state
     // allocates none.
-    for (int64_t slot : todo) {
-      Flight& f = flights_[static_cast<size_t>(slot)];
-      if (f.delta.capacity() == 0 && !delta_pool_.empty()) {
-        f.delta = std::move(delta_pool_.back());
+    for (Flight* f : todo) {
+      f->queued = true;
+      if (f->delta.capacity() == 0 && !delta_pool_.empty()) {
+        f->delta = std::move(delta_pool_.back());
         delta_pool_.pop_back();
       }
     }
-    const auto t0 = Clock::now();
-    arena_.execute([&] {
-      tbb::parallel_for(size_t{0}, todo.size(), [&](size_t i) {
-        Flight& f = flights_[static_cast<size_t>(todo[i])];
+    if (todo.empty()) return;
+    const auto body = [this](const std::vector<Flight*>& batch) {
+      tbb::parallel_for(size_t{0}, batch.size(), [&](size_t i) {
+        Flight& f = *batch[i];
         im_.Train(c_, f.client, f.round, *f.base, &f.delta);
       });
-    });
-    for (int64_t s : todo) flights_[static_cast<size_t>(s)].trained = true;
+    };
+    if (background) {
+      background_ = std::move(todo);
+      arena_.execute([&] { group_.run([this, body] { body(background_); }); });
+      return;
+    }
+    const auto t0 = Clock::now();
+    arena_.execute([&] { body(todo); });
+    for (Flight* f : todo) {
+      f->trained = true;
+      f->queued = false;
+    }
+    train_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  // Joins the background batch (helping it), then marks it trained.
+  void WaitBackground() {
+    if (background_.empty()) return;
+    const auto t0 = Clock::now();
+    arena_.execute([&] { group_.wait(); });
+    for (Flight* f : background_) {
+      f->trained = true;
+      f->queued = false;
+    }
+    background_.clear();
     train_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
@@ -613,7 +641,9 @@ class RunLoop {
   std::vector<uint8_t> state_;  // 0 idle, 1 training, 2 waiting for the trigger
   std::vector<uint32_t> idle_, idle_pos_;
   std::vector<int64_t> waiting_;
-  std::vector<Flight> flights_;
+  // A deque: Dispatch appends slots while background training holds
+  // pointers to others.
+  std::deque<Flight> flights_;
   std::vector<int64_t> free_;
   std::vector<std::vector<float>> delta_pool_;
   std::set<Event> events_;
@@ -627,6 +657,10 @@ class RunLoop {
   double interval_sum_ = 0, interval_count_ = 0;
   int64_t interval_max_ = 0;
   double train_seconds_ = 0;
+  // Background training (TrainAhead(true)); declared last so that it is
+  // destroyed first, and joined by the destructor on any early return.
+  std::vector<Flight*> background_;
+  tbb::task_group group_;
 };
 
 }  // namespace

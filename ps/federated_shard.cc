@@ -42,8 +42,7 @@ FederatedMetrics& Metrics() {
 }
 
 double UnixSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -83,10 +82,9 @@ Status FederatedShard::Init(std::span<const uint64_t> keys) {
   std::vector<float> initial(sorted.size() * dim);
   table_->Lookup(sorted, initial.data());
   for (size_t i = 0; i < sorted.size(); ++i) index_.emplace(sorted[i], static_cast<uint32_t>(i));
-  PHX_ASSIGN_OR_RETURN(server_,
-                       aggregators::FederatedServer::Create(options_.server, options_.clients,
-                                                            std::move(initial), {}, {},
-                                                            options_.seed));
+  PHX_ASSIGN_OR_RETURN(
+      server_, aggregators::FederatedServer::Create(options_.server, options_.clients,
+                                                    std::move(initial), {}, {}, options_.seed));
   if (options_.server.algorithm == "fedfix") {
     // Windows aligned to the Unix epoch: every shard closes the same ones.
     offset_ = static_cast<int64_t>(
@@ -152,7 +150,8 @@ Result<Message> FederatedShard::Pull(const Message& m, int32_t self_id) {
     std::copy_n(model.data() + static_cast<size_t>(it->second) * dim, dim, out + j * dim);
   }
   const int64_t client = FederatedClientOf(m.header.round);
-  if (client >= 0 && client < options_.clients) pulled_at_[static_cast<size_t>(client)] = Clock::now();
+  if (client >= 0 && client < options_.clients)
+    pulled_at_[static_cast<size_t>(client)] = Clock::now();
   Metrics().pulls.Increment();
   return MakeDataMessage(MsgType::kPullResponse, self_id, m.header.request_id, version(),
                          m.header.table_id, dim, Buffer(), std::move(values),

@@ -20,6 +20,12 @@
 // each delta, so the launcher refuses it unless there is one server; the
 // coordinate-wise ones (median, trimmed-mean, ...) are exact per shard.
 //
+// One caveat to exactness: Fraboni weights (async and fedfix with weights =
+// fraboni) use τ_i, which each shard estimates from the round trips it
+// observes; the shards' estimates differ by network jitter, and FedFix's
+// ⌈τ_i/Δt⌉ can then differ between shards for a client whose τ_i sits at a
+// multiple of Δt. Identical weights, FedBuff and FedAsync have no such input.
+//
 // FedFix windows run on the wall clock in units of time_unit_s and are aligned
 // to multiples of Δt·time_unit_s since the Unix epoch, so every shard closes
 // the same windows at the same instants; the version it reports is then the

@@ -357,6 +357,9 @@ class ServerImpl final : public Server {
   }
 
   void AnswerHonestPeeks() {
+    // The honest set must be the cluster's current one, not a view from
+    // before every worker registered.
+    if (membership_->view().epoch != view_.epoch) OnViewChange();
     for (size_t i = 0; i < peeks_.size();) {
       const Message& m = peeks_[i].msg;
       TableState& t = tables_[m.header.table_id];

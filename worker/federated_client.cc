@@ -24,8 +24,8 @@ struct FederatedWorker::Hosted {
   int64_t base_version = 0;
   int64_t trainings = 0;
   Clock::time_point due;
-  bool waiting = false;     // pushed; waiting for the servers' version to include it
-  int64_t visible_at = 0;   // the version that includes its update
+  bool waiting = false;    // pushed; waiting for the servers' version to include it
+  int64_t visible_at = 0;  // the version that includes its update
 };
 
 FederatedWorker::FederatedWorker(const FederatedClientOptions& options, Client* client,
@@ -115,8 +115,8 @@ Status FederatedWorker::Run(double* final_accuracy) {
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration_cast<Clock::duration>(
                                std::chrono::duration<double>(o.duration_s));
-  const auto eval_every = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(o.eval_every_s));
+  const auto eval_every =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.eval_every_s));
   auto next_eval = start;
   int64_t first_version = -1, pushed = 0, refused = 0;
   double stale_sum = 0;  // this worker's accepted updates since the last line
@@ -144,7 +144,8 @@ Status FederatedWorker::Run(double* final_accuracy) {
     loss_count_ = 0;
     return Status::Ok();
   };
-  for (auto& h : hosted) PHX_RETURN_IF_ERROR(Start(h).WithContext("client " + std::to_string(h.id)));
+  for (auto& h : hosted)
+    PHX_RETURN_IF_ERROR(Start(h).WithContext("client " + std::to_string(h.id)));
   while (Clock::now() < end) {
     if (o.evaluate && Clock::now() >= next_eval) {
       PHX_RETURN_IF_ERROR(report(false).WithContext("evaluating"));

@@ -96,10 +96,10 @@ bool Trainer::FetchHonest(int64_t round, std::vector<float>* samples) {
   }
   int h = 0;
   auto r = honest_peek_->Fetch(kDenseTable, dense_keys_, options_.dense_row_dim, round, &h);
-  if (!r.ok() || h < 1) {
+  if (!r.ok() || h < 2) {
     if (++honest_failures_ <= 3) {
       spdlog::warn("omniscient attack: no honest gradients for round {} ({}); using own estimate",
-                   round, r.ok() ? "no honest worker" : r.status().ToString());
+                   round, r.ok() ? "fewer than 2 honest workers" : r.status().ToString());
     }
     // A dead socket state is not worth keeping: reconnect next time.
     if (!r.ok() && r.status().code() != StatusCode::kAborted) honest_peek_.reset();
@@ -258,6 +258,38 @@ Status Trainer::Run(double* final_accuracy) {
       last_log = now;
       rows_at_last_log = rows_moved;
     }
+  }
+  if (!options_.evaluate && options_.evaluate_if_evaluator_lost && final_accuracy) {
+    // The evaluator (rank 0) died and is not back: the lowest live rank
+    // reports the final model instead, so a run still ends with a result.
+    ClusterView v = client_->view();
+    bool evaluator_alive = false;
+    int lowest_live = -1;
+    for (const auto& w : v.workers) {
+      if (!w.alive) continue;
+      if (w.rank == 0) evaluator_alive = true;
+      if (lowest_live < 0 || w.rank < lowest_live) lowest_live = w.rank;
+    }
+    if (!evaluator_alive && lowest_live == client_->rank()) {
+      spdlog::warn("worker {}: the evaluator (rank 0) is gone; evaluating the final model",
+                   client_->rank());
+      auto acc = Evaluate(options_.synchronous ? dense_version + 1 : 0);
+      if (!acc.ok()) return acc.status().WithContext("evaluating");
+      *final_accuracy = *acc;
+    }
+  }
+  if (options_.evaluate && first_step >= options_.rounds) {
+    // Joined after the others finished every round: still report the model.
+    int64_t want = options_.synchronous ? dense_version + 1 : 0;
+    auto acc = Evaluate(want);
+    if (!acc.ok()) return acc.status().WithContext("evaluating");
+    nlohmann::json j;
+    j["rank"] = client_->rank();
+    j["round"] = options_.rounds;
+    j["version"] = dense_version;
+    j["test_accuracy"] = *acc;
+    *progress_ << "PHX_PROGRESS " << j.dump() << std::endl;
+    if (final_accuracy) *final_accuracy = *acc;
   }
   return Status::Ok();
 }

@@ -43,6 +43,9 @@ struct TrainerOptions {
   double momentum = 0.0;
   // A straggler: sleep this long after computing each step's gradient.
   int step_delay_ms = 0;
+  // When rank 0 (the evaluator) is dead at the end, the lowest live rank
+  // evaluates the final model instead.
+  bool evaluate_if_evaluator_lost = true;
   // Omniscient attacks: how long to wait for the honest workers' pushes.
   int honest_timeout_ms = 30000;
   // This worker lies: behaviour from `byzantine` (attack "none" = honest).

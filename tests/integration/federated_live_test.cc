@@ -1,7 +1,8 @@
 // Live federated mode end to end (cluster.mode = "federated"): real scheduler,
 // server and worker processes; 12 clients hosted by 3 workers train a softmax
 // model on a Dirichlet(0.1) split of Fashion-MNIST against 2 servers, which
-// apply FedBuff or FedAsync per shard (ps/federated_shard.h). Also: bad
+// apply FedBuff, FedAsync or FedFix (wall-clock windows, clients waiting for
+// the window close) per shard (ps/federated_shard.h). Also: bad
 // federated configs are refused before any process starts.
 #include <gtest/gtest.h>
 
@@ -43,11 +44,11 @@ class FederatedLiveTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FederatedLiveTest, ClientsLearnAndStalenessIsRecorded) {
   const std::string algorithm = GetParam();
-  ProcessCluster cluster("federated-" + algorithm, 2, 3,
-                         {"cluster.mode=federated", "federated.algorithm=" + algorithm,
-                          "federated.clients=12", "federated.buffer_size=3",
-                          "federated.duration_s=6", "federated.time_unit_ms=50",
-                          "federated.eval_every_s=1", "data.max_test=1000"});
+  ProcessCluster cluster(
+      "federated-" + algorithm, 2, 3,
+      {"cluster.mode=federated", "federated.algorithm=" + algorithm, "federated.clients=12",
+       "federated.buffer_size=3", "federated.duration_s=6", "federated.time_unit_ms=50",
+       "federated.eval_every_s=1", "data.max_test=1000"});
   ASSERT_FALSE(cluster.endpoint().empty());
   Process& w0 = cluster.AddWorker(0);
   cluster.AddWorker(1);
@@ -81,7 +82,8 @@ TEST_P(FederatedLiveTest, ClientsLearnAndStalenessIsRecorded) {
   EXPECT_EQ(cluster.scheduler().Wait(30000), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Algorithms, FederatedLiveTest, ::testing::Values("fedbuff", "fedasync"));
+INSTANTIATE_TEST_SUITE_P(Algorithms, FederatedLiveTest,
+                         ::testing::Values("fedbuff", "fedasync", "fedfix"));
 
 // Each bad config: exit code != 0 before any process starts, with the
 // offending key named on stderr.
@@ -100,8 +102,10 @@ TEST(FederatedLiveConfigTest, BadConfigsAreRefusedClearly) {
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& [set, expect] = cases[i];
-    std::vector<std::string> args = {"launch", "local", "--config", config, "--out",
-                                     (dir / ("out" + std::to_string(i))).string(), "--set", set};
+    std::vector<std::string> args = {"launch",   "local",
+                                     "--config", config,
+                                     "--out",    (dir / ("out" + std::to_string(i))).string(),
+                                     "--set",    set};
     if (set == "federated.window=-1") {
       args.push_back("--set");
       args.push_back("federated.algorithm=fedfix");
