@@ -164,6 +164,10 @@ Result<Message> FederatedShard::Push(const Message& m, int32_t self_id) {
     return InvalidArgument("push dim " + std::to_string(m.header.dim) + " but table 0 has dim " +
                            std::to_string(dim));
   }
+  if (m.header.num_keys == 0) {
+    // Would count as an arrival (a FedBuff slot) while moving nothing.
+    return InvalidArgument("federated push with no rows");
+  }
   const int64_t client = FederatedClientOf(m.header.round);
   if (client < 0 || client >= options_.clients) {
     return InvalidArgument("federated push from unknown client " + std::to_string(client) +

@@ -156,6 +156,7 @@ TEST(FederatedShardTest, RefusesMalformedRequestsAndBadOptions) {
   negative.header.round = -5;
   EXPECT_NE(error(negative).find("negative"), std::string::npos);
   EXPECT_NE(error(PushMsg({0, 7}, d, 0, 0)).find("not part of this shard"), std::string::npos);
+  EXPECT_NE(error(PushMsg({}, {}, 0, 0)).find("no rows"), std::string::npos);
   std::vector<float> nan = d;
   nan[3] = std::nanf("");
   EXPECT_NE(error(PushMsg(s.keys, nan, 0, 0)).find("non-finite"), std::string::npos);
