@@ -229,8 +229,8 @@ Status Validate(const JobConfig& c) {
   }
   {
     static const std::set<std::string> kAttacks = {
-        "none", "random",   "sign-flip", "gaussian",   "alie", "foe", "ipm",
-        "mimic", "alie-opt", "ipm-opt",  "label-flip", "nan",  "inf"};
+        "none",  "random",   "sign-flip", "gaussian",   "alie", "foe", "ipm",
+        "mimic", "alie-opt", "ipm-opt",   "label-flip", "nan",  "inf"};
     if (!kAttacks.count(c.byzantine.attack)) {
       return InvalidArgument(
           "byzantine.attack must be one of none, random, sign-flip, gaussian, alie, foe, ipm, "

@@ -58,7 +58,8 @@ struct TrainConfig {
   int log_every = 10;
   uint64_t seed = 1;
   double momentum = 0.0;  // worker-side Polyak momentum beta (MoNNA); 0 = off
-  int step_delay_ms = 0;  // sleep this long per step (a straggler; set per worker by fault schedules)
+  int step_delay_ms =
+      0;  // sleep this long per step (a straggler; set per worker by fault schedules)
 };
 
 struct OptimizerConfig {
@@ -98,8 +99,8 @@ struct ByzantineConfig {
   // Omniscient attackers: servers forward the round's honest gradients to the
   // Byzantine workers (alie, foe/ipm, mimic, alie-opt, ipm-opt).
   bool omniscient = false;
-  int mimic_target = 0;         // mimic: which honest worker is copied
-  int line_search_evals = 20;   // alie-opt / ipm-opt
+  int mimic_target = 0;        // mimic: which honest worker is copied
+  int line_search_evals = 20;  // alie-opt / ipm-opt
 };
 
 // One `[[faults]]` entry, typed but not yet checked against the cluster:
@@ -120,8 +121,8 @@ struct FaultConfig {
   std::optional<double> jitter_ms;        // delay
   std::optional<double> loss_pct;         // loss
   std::optional<double> rate_kbit;        // bandwidth
-  std::string direction = "both";  // network faults: in | out | both (seen from node)
-  std::string via;                 // bandwidth: "" (tbf) or "proxy"
+  std::string direction = "both";         // network faults: in | out | both (seen from node)
+  std::string via;                        // bandwidth: "" (tbf) or "proxy"
 };
 
 // Server snapshots for recovery (ps/snapshot.h): every `every_rounds` rounds
@@ -184,10 +185,10 @@ struct JobConfig {
   TablesConfig tables;
   AggregatorConfig aggregator;
   ByzantineConfig byzantine;
-  CheckpointConfig checkpoint;  // [checkpoint]
-  FederatedConfig federated;    // [federated]
+  CheckpointConfig checkpoint;      // [checkpoint]
+  FederatedConfig federated;        // [federated]
   std::vector<FaultConfig> faults;  // [[faults]], in file order
-  std::string source;  // the file it came from
+  std::string source;               // the file it came from
 };
 
 // Parses TOML text / a file, applying `overrides` ("section.key=value", the

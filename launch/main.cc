@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
   aggregate->add_option("--slices", slices, "row slices for --gram")->capture_default_str();
 
   auto* simulate = app.add_subcommand(
-      "simulate", "federated clients on a virtual clock (FedAvg, async, FedAsync, FedBuff, FedFix)");
+      "simulate",
+      "federated clients on a virtual clock (FedAvg, async, FedAsync, FedBuff, FedFix)");
   std::string sim_out;
   int sim_threads = 0;
   add_config(simulate);

@@ -138,7 +138,8 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.aggregator.name = config.aggregator.name;
   o.aggregator.f = config.aggregator.f;
   o.aggregator.params = config.aggregator.params;
-  o.honest_peeks = config.byzantine.omniscient && config.byzantine.count + static_cast<int>(config.byzantine.ranks.size()) > 0;
+  o.honest_peeks = config.byzantine.omniscient &&
+                   config.byzantine.count + static_cast<int>(config.byzantine.ranks.size()) > 0;
   o.byzantine_ranks = ByzantineRanks(config);
   o.checkpoint.dir = config.checkpoint.dir;
   o.checkpoint.every_rounds = config.checkpoint.every_rounds;

@@ -333,14 +333,15 @@ class ServerImpl final : public Server {
   // worker pushed round t; refused unless the experiment enabled it.
   void HandleHonestPeek(const std::string& peer, Message msg) {
     if (!options_.honest_peeks || !options_.synchronous) {
-      return Reject(peer, msg,
-                    FailedPrecondition("honest-gradient peeks are off (byzantine.omniscient = false "
-                                     "or asynchronous mode)"));
+      return Reject(
+          peer, msg,
+          FailedPrecondition("honest-gradient peeks are off (byzantine.omniscient = false "
+                             "or asynchronous mode)"));
     }
     if (!IsByzantineWorker(msg.header.sender)) {
       return Reject(peer, msg,
                     Unauthenticated("only the configured Byzantine workers may read honest "
-                                     "gradients"));
+                                    "gradients"));
     }
     peeks_.push_back({peer, std::move(msg)});
     AnswerHonestPeeks();
@@ -407,9 +408,9 @@ class ServerImpl final : public Server {
           out += dim;
         }
       }
-      Reply(peeks_[i].peer, MakeDataMessage(MsgType::kPullResponse, MyId(), m.header.request_id,
-                                            t.version, m.header.table_id, dim, Buffer(),
-                                            std::move(values)));
+      Reply(peeks_[i].peer,
+            MakeDataMessage(MsgType::kPullResponse, MyId(), m.header.request_id, t.version,
+                            m.header.table_id, dim, Buffer(), std::move(values)));
       peeks_.erase(peeks_.begin() + static_cast<long>(i));
     }
   }
@@ -440,6 +441,19 @@ class ServerImpl final : public Server {
     metrics_.pulls.Increment();
     metrics_.rows_pulled.Increment(keys.size());
     metrics_.pull_latency.Observe(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  // Answers the pulls that waited for a version this table has now reached.
+  void AnswerReadyPulls(TableState& t) {
+    std::vector<PendingPull> still;
+    for (auto& p : t.pending) {
+      if (p.msg.header.round <= t.version) {
+        AnswerPull(p.peer, p.msg);
+      } else {
+        still.push_back(std::move(p));
+      }
+    }
+    t.pending.swap(still);
   }
 
   void HandlePush(const std::string& peer, Message msg) {
@@ -799,15 +813,7 @@ class ServerImpl final : public Server {
     t.version++;
     t.align_pending = false;
     if (table_id == 0) metrics_.version.Set(static_cast<double>(t.version));
-    std::vector<PendingPull> still;
-    for (auto& p : t.pending) {
-      if (p.msg.header.round <= t.version) {
-        AnswerPull(p.peer, p.msg);
-      } else {
-        still.push_back(std::move(p));
-      }
-    }
-    t.pending.swap(still);
+    AnswerReadyPulls(t);
   }
 
   Status ApplyPlan(TableState& t, const internal::RoundPlan& plan) {
@@ -932,15 +938,7 @@ class ServerImpl final : public Server {
     t.early.clear();
     t.version = round;
     if (table_id == 0) metrics_.version.Set(static_cast<double>(t.version));
-    std::vector<PendingPull> still;
-    for (auto& p : t.pending) {
-      if (p.msg.header.round <= t.version) {
-        AnswerPull(p.peer, p.msg);
-      } else {
-        still.push_back(std::move(p));
-      }
-    }
-    t.pending.swap(still);
+    AnswerReadyPulls(t);
   }
 
   // Every checkpoint.every_rounds rounds of table 0 or every_seconds: copy
