@@ -35,6 +35,9 @@
 //                  sgd isolates the framework from the optimizer's own memory
 //                  traffic (Adam reads and writes 3 floats per weight)
 //   checksum       auto | always | never: the client's ChecksumMode (auto)
+//   part_bytes     the client's max_part_bytes (1048576; 0 = no splitting): requests
+//                  larger than this go out as parts, pipelined; the raw baseline
+//                  sends the same parts the same way
 //   quick          1: rows=1M, fewer iterations (runs in well under 30 s)
 
 #include <arpa/inet.h>
@@ -99,6 +102,10 @@ struct Options {
   std::string config;
   std::string optimizer;
   std::string checksum = "auto";
+  // Client::max_part_bytes (split_pushes on: the server runs async). The raw
+  // baseline splits its requests the same way, so both move the same bytes in
+  // messages of the same size. 0: one message per request.
+  int64_t part_bytes = int64_t{1} << 20;
 };
 
 // Flag value for `name`: --name=value wins over PHX_BENCH_NAME.
@@ -129,7 +136,8 @@ Options ParseOptions(int argc, char** argv) {
       std::printf(
           "usage: bench_transport [--quick] [--name=value ...]; names: rows batch "
           "dense_floats dense_row_dim rounds sparse_iters dense_iters rtt_iters "
-          "populate_batch breakdown server_prefix phalanx config optimizer checksum (also "
+          "populate_batch breakdown server_prefix phalanx config optimizer checksum "
+          "part_bytes (also "
           "PHX_BENCH_<NAME>)\n");
       std::exit(0);
     }
@@ -154,6 +162,7 @@ Options ParseOptions(int argc, char** argv) {
   ReadInt(argc, argv, "rtt_iters", &o.rtt_iters);
   ReadInt(argc, argv, "populate_batch", &o.populate_batch);
   ReadInt(argc, argv, "breakdown", &o.breakdown);
+  ReadInt(argc, argv, "part_bytes", &o.part_bytes);
   o.batch = std::min(o.batch, o.rows);
   if (auto v = Lookup(argc, argv, "server_prefix")) o.server_prefix = *v;
   if (auto v = Lookup(argc, argv, "optimizer")) o.optimizer = *v;
@@ -409,6 +418,34 @@ class RawClient {
   ~RawClient() {
     zmq_close(sock_);
     zmq_ctx_term(ctx_);
+  }
+
+  // A request split into parts of at most part_rows rows, as Client splits
+  // it (max_part_bytes): every part is sent at once, then every reply is
+  // received. values (push) or reply (pull) rows are row_bytes each.
+  void CallParts(const uint64_t* keys, size_t n, const void* values, size_t row_bytes, bool pull,
+                 size_t part_rows) {
+    size_t parts = 0;
+    for (size_t off = 0; off < n; off += part_rows) {
+      const size_t rows = std::min(part_rows, n - off);
+      RawHeader h;
+      h.reply_bytes = pull ? rows * row_bytes : 0;
+      zmq_send(sock_, &h, sizeof(h), ZMQ_SNDMORE);
+      SendFrame(keys + off, rows * sizeof(uint64_t), ZMQ_SNDMORE);
+      SendFrame(pull ? nullptr : static_cast<const char*>(values) + off * row_bytes,
+                pull ? 0 : rows * row_bytes, 0);
+      ++parts;
+    }
+    for (size_t p = 0; p < parts; ++p) {
+      int more = 1;
+      while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        zmq_msg_recv(&part, sock_, 0);
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+      }
+    }
   }
 
   // One request/reply; returns the reply's value bytes.
@@ -823,6 +860,13 @@ int main(int argc, char** argv) {
 
   phalanx::worker::ClientOptions co;
   co.scheduler_endpoint = *endpoint;
+  co.max_part_bytes = static_cast<size_t>(o.part_bytes);
+  co.split_pushes = true;  // the server runs async
+  // Rows per part for rows of `row_floats` floats, as the client computes it.
+  auto part_rows = [&](size_t row_floats) -> size_t {
+    if (o.part_bytes <= 0) return SIZE_MAX;
+    return std::max<size_t>(1, static_cast<size_t>(o.part_bytes) / (row_floats * 4));
+  };
   if (o.checksum == "always") {
     co.checksum = phalanx::ChecksumMode::kAlways;
   } else if (o.checksum == "never") {
@@ -920,7 +964,8 @@ int main(int argc, char** argv) {
     Alternate(
         o.rounds, o.sparse_iters,
         [&](int64_t i) {
-          raw.Call(key_sets[i % kKeySets].data(), nb * 8, nullptr, 0, nb * kDim * 4);
+          raw.CallParts(key_sets[i % kKeySets].data(), nb, nullptr, kDim * 4, true,
+                        part_rows(kDim));
         },
         [&](int64_t i) {
           Check(client->Pull(kEmb, key_sets[i % kKeySets], kDim, 0, out.data(), nullptr, true),
@@ -940,7 +985,8 @@ int main(int argc, char** argv) {
     Alternate(
         o.rounds, o.sparse_iters,
         [&](int64_t i) {
-          raw.Call(key_sets[i % kKeySets].data(), nb * 8, grads.data(), grads.size() * 4, 0);
+          raw.CallParts(key_sets[i % kKeySets].data(), nb, grads.data(), kDim * 4, false,
+                        part_rows(kDim));
         },
         [&](int64_t i) {
           Check(client->Push(kEmb, key_sets[i % kKeySets], kDim, grads.data(), 0, false),
@@ -976,7 +1022,9 @@ int main(int argc, char** argv) {
     ServerTimes before = ServerTimes::Read(server_http);
     Alternate(
         o.rounds, o.dense_iters,
-        [&](int64_t) { raw.Call(dkeys.data(), dkeys.size() * 8, nullptr, 0, dout.size() * 4); },
+        [&](int64_t) {
+          raw.CallParts(dkeys.data(), dkeys.size(), nullptr, ddim * 4, true, part_rows(ddim));
+        },
         [&](int64_t) {
           Check(client->Pull(kDense, dkeys, ddim, 0, dout.data(), nullptr, true), "dense pull");
         },
@@ -992,7 +1040,8 @@ int main(int argc, char** argv) {
     Alternate(
         o.rounds, o.dense_iters,
         [&](int64_t) {
-          raw.Call(dkeys.data(), dkeys.size() * 8, dgrad.data(), dgrad.size() * 4, 0);
+          raw.CallParts(dkeys.data(), dkeys.size(), dgrad.data(), ddim * 4, false,
+                        part_rows(ddim));
         },
         [&](int64_t) {
           Check(client->Push(kDense, dkeys, ddim, dgrad.data(), 0, false), "dense push");

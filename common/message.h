@@ -83,6 +83,11 @@ struct Header {
 // these keys" (omniscient Byzantine experiments only; worker/honest_peek.h).
 // The kPullResponse then holds h x num_keys x dim values, worker by worker.
 inline constexpr uint8_t kFlagHonestGradients = 0x1;
+// On an asynchronous kPush: more parts of the same push follow on this
+// connection. The server applies the part at once (so applying overlaps the
+// transfer of the next part) but counts the push, and moves its version, only
+// with the last part. Synchronous servers refuse it.
+inline constexpr uint8_t kFlagMoreParts = 0x2;
 
 // Immutable bytes with shared ownership. Lets a received ZeroMQ frame or a
 // moved-in vector become a payload without copying.
@@ -112,6 +117,8 @@ class Buffer {
 
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
+  // Bytes [offset, offset + size) of this buffer, sharing its owner (no copy).
+  Buffer Slice(size_t offset, size_t size) const { return Buffer(owner_, data_ + offset, size); }
   bool empty() const { return size_ == 0; }
 
   // Typed view. The caller has checked size % sizeof(T) == 0; data that is not

@@ -178,6 +178,9 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   co.register_timeout_ms = config.cluster.register_timeout_ms;
   co.formation_timeout_ms = config.cluster.formation_timeout_ms;
   co.request_timeout_ms = config.cluster.request_timeout_ms;
+  // Asynchronous servers apply a large push part by part while the rest is
+  // still on the wire (kFlagMoreParts); a synchronous round takes it whole.
+  co.split_pushes = config.cluster.mode == "async";
   PHX_ASSIGN_OR_RETURN(auto client, worker::Client::Create(co));
   {
     nlohmann::json j{{"role", "worker"},

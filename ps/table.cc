@@ -75,6 +75,7 @@ class PartitionedTable final : public EmbeddingTable {
     params_.epsilon = o.epsilon;
     params_.log_beta1 = std::log(static_cast<double>(o.beta1));
     params_.log_beta2 = std::log(static_cast<double>(o.beta2));
+    if (o.kind == OptimizerKind::kAdam) BuildAdamTable();
   }
 
   void Lookup(std::span<const uint64_t> keys, float* out) override {
@@ -93,35 +94,12 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
   void Apply(std::span<const uint64_t> keys, const float* grads) override {
-    const OptimizerParams p = params_;
-    const size_t dim = dim_;
-    switch (options_.optimizer.kind) {
-      case OptimizerKind::kSgd:
-        if (p.momentum != 0.0f) {
-          Run(keys, [&p, grads, dim](size_t i, float* row) {
-            internal::MomentumStep(p, dim, grads + i * dim, row);
-          });
-        } else if (dim == 16) {
-          // The common embedding width gets a fixed-length loop the compiler
-          // unrolls into a single 512-bit (or two 256-bit) FMA sequence.
-          Run(keys,
-              [&p, grads](size_t i, float* row) { internal::SgdStep(p, 16, grads + i * 16, row); });
-        } else {
-          Run(keys, [&p, grads, dim](size_t i, float* row) {
-            internal::SgdStep(p, dim, grads + i * dim, row);
-          });
-        }
-        break;
-      case OptimizerKind::kAdagrad:
-        Run(keys, [&p, grads, dim](size_t i, float* row) {
-          internal::AdagradStep(p, dim, grads + i * dim, row);
-        });
-        break;
-      case OptimizerKind::kAdam:
-        Run(keys, [&p, grads, dim](size_t i, float* row) {
-          internal::AdamStep(p, dim, grads + i * dim, row);
-        });
-        break;
+    // The common embedding width gets kernels with a fixed trip count, which
+    // the compiler unrolls into a few vector operations per row.
+    if (dim_ == 16) {
+      ApplyWith<16>(keys, grads);
+    } else {
+      ApplyWith<0>(keys, grads);
     }
   }
 
@@ -137,7 +115,8 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
   size_t memory_bytes() const override {
-    size_t n = sizeof(*this) + order_.capacity() * sizeof(uint32_t) + part_of_.capacity();
+    size_t n = sizeof(*this) + order_.capacity() * sizeof(uint32_t) + part_of_.capacity() +
+               adam_table_.capacity() * sizeof(float);
     for (const auto& p : parts_) n += sizeof(Partition) + p->memory_bytes();
     return n;
   }
@@ -162,6 +141,53 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
  private:
+  template <size_t kDim>
+  void ApplyWith(std::span<const uint64_t> keys, const float* grads) {
+    const OptimizerParams p = params_;
+    const size_t dim = dim_;
+    switch (options_.optimizer.kind) {
+      case OptimizerKind::kSgd:
+        if (p.momentum != 0.0f) {
+          Run(keys, [&p, grads, dim](size_t i, float* row) {
+            internal::MomentumStep<kDim>(p, dim, grads + i * dim, row);
+          });
+        } else {
+          Run(keys, [&p, grads, dim](size_t i, float* row) {
+            internal::SgdStep<kDim>(p, dim, grads + i * dim, row);
+          });
+        }
+        break;
+      case OptimizerKind::kAdagrad:
+        Run(keys, [&p, grads, dim](size_t i, float* row) {
+          internal::AdagradStep<kDim>(p, dim, grads + i * dim, row);
+        });
+        break;
+      case OptimizerKind::kAdam:
+        Run(keys, [&p, grads, dim](size_t i, float* row) {
+          internal::AdamStep<kDim>(p, dim, grads + i * dim, row);
+        });
+        break;
+    }
+  }
+
+  // Adam's bias corrections per step, up to the step where both are exactly
+  // their limits in float (about 1.7e4 steps for beta2 = 0.999), at most
+  // kMaxAdamTable steps; later steps compute them.
+  void BuildAdamTable() {
+    constexpr uint32_t kMaxAdamTable = 1u << 16;
+    float step = 0, inv = 0;
+    uint32_t size = 1;
+    while (size < kMaxAdamTable) {
+      internal::AdamFactors(params_, size, &step, &inv);
+      if (step == params_.lr && inv == 1.0f) break;
+      ++size;
+    }
+    adam_table_.resize(2 * size_t{size});
+    internal::AdamBiasTable(params_, size, adam_table_.data());
+    params_.adam_table = adam_table_.data();
+    params_.adam_table_size = size;
+  }
+
   // Writes a new row: its initial weights, then the optimizer's initial state.
   void InitRow(uint64_t key, float* row) const {
     InitialRow(key, row);
@@ -280,6 +306,7 @@ class PartitionedTable final : public EmbeddingTable {
   const size_t state_floats_;
   const uint64_t part_mask_;
   OptimizerParams params_;
+  std::vector<float> adam_table_;  // params_.adam_table points here
   std::vector<std::unique_ptr<Partition>> parts_;
   // Scratch of the parallel path, kept across calls: a fresh multi-MB buffer
   // per call would cost more in page faults than the bucketing itself.

@@ -21,9 +21,10 @@ struct ShardPart {
   uint64_t wire = 0;  // wire request id
   int server = -1;
   // Pull: the output rows this shard's reply fills, in reply order. Empty
-  // with `identity`: rows 0..rows-1 in order (one block copy).
+  // with `identity`: rows first_row..first_row+rows-1 in order (one block copy).
   std::vector<uint32_t> positions;
   bool identity = false;
+  size_t first_row = 0;
   size_t rows = 0;
   bool done = false;
 };
@@ -164,6 +165,12 @@ struct Client::Impl {
 
   int OwnerOf(uint64_t key) const { return view.slot_owner[SlotOfKey(key, view.num_slots)]; }
 
+  // Rows per message for rows of `dim` floats (options.max_part_bytes).
+  size_t PartRows(uint32_t dim) const {
+    if (options.max_part_bytes == 0) return SIZE_MAX;
+    return std::max<size_t>(1, options.max_part_bytes / (std::max<size_t>(dim, 1) * sizeof(float)));
+  }
+
   // Deduplicates keys into unique_keys (first-occurrence order) and
   // unique_of; returns false (leaving both unset) when there are no repeats.
   bool Dedup(std::span<const uint64_t> keys) {
@@ -207,11 +214,12 @@ struct Client::Impl {
 
   // Registers a part of request `id` and sends its message.
   void SendPart(uint64_t id, Request& req, ShardPart part, MsgType type, int64_t round,
-                uint32_t table, uint32_t dim, Buffer keys, Buffer values) {
+                uint32_t table, uint32_t dim, Buffer keys, Buffer values, uint8_t flags = 0) {
     part.wire = next_wire_id++;
     const int s = part.server;
     Message m = MakeDataMessage(type, membership->node_id(), part.wire, round, table, dim,
                                 std::move(keys), std::move(values), checksum[s]);
+    m.header.flags = flags;
     req.parts.push_back(std::move(part));
     req.remaining++;
     wire_to_request[req.parts.back().wire] = id;
@@ -251,7 +259,7 @@ struct Client::Impl {
     }
     float* base = req.expand.empty() ? req.out : req.unique_out.data();
     if (part.identity) {
-      std::memcpy(base, values.data(), values.size() * sizeof(float));
+      std::memcpy(base + part.first_row * req.dim, values.data(), values.size() * sizeof(float));
     } else {
       Scatter(values.data(), part.positions.data(), part.rows, req.dim, base);
     }
@@ -343,14 +351,19 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
   if (unique.empty()) return id;  // nothing to ask; Wait returns at once
   BufferPool& pool = BufferPool::Global();
   const int only = I.Route(unique);
+  const size_t step = I.PartRows(dim);
   if (only >= 0) {
-    // Every key on one shard, in order: the reply is the output block itself.
-    ShardPart part;
-    part.server = only;
-    part.identity = true;
-    part.rows = unique.size();
-    I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
-               pool.Copy(unique.data(), unique.size_bytes()), Buffer());
+    // Every key on one shard, in order: the replies are the output block itself.
+    Buffer all_keys = pool.Copy(unique.data(), unique.size_bytes());
+    for (size_t off = 0; off < unique.size(); off += step) {
+      ShardPart part;
+      part.server = only;
+      part.identity = true;
+      part.first_row = off;
+      part.rows = std::min(step, unique.size() - off);
+      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
+                 all_keys.Slice(off * sizeof(uint64_t), part.rows * sizeof(uint64_t)), Buffer());
+    }
     return id;
   }
   const size_t ns = I.servers.size();
@@ -371,9 +384,22 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
     parts[s].positions[r] = static_cast<uint32_t>(i);
   }
   for (size_t s = 0; s < ns; ++s) {
-    if (I.shard_count[s] == 0) continue;
-    I.SendPart(id, req, std::move(parts[s]), MsgType::kPull, min_version, table, dim,
-               std::move(key_bufs[s]), Buffer());
+    const size_t count = I.shard_count[s];
+    if (count == 0) continue;
+    if (count <= step) {
+      I.SendPart(id, req, std::move(parts[s]), MsgType::kPull, min_version, table, dim,
+                 std::move(key_bufs[s]), Buffer());
+      continue;
+    }
+    for (size_t off = 0; off < count; off += step) {
+      ShardPart part;
+      part.server = static_cast<int>(s);
+      part.rows = std::min(step, count - off);
+      part.positions.assign(parts[s].positions.begin() + static_cast<ptrdiff_t>(off),
+                            parts[s].positions.begin() + static_cast<ptrdiff_t>(off + part.rows));
+      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
+                 key_bufs[s].Slice(off * sizeof(uint64_t), part.rows * sizeof(uint64_t)), Buffer());
+    }
   }
   return id;
 }
@@ -395,10 +421,33 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
   std::span<const uint64_t> unique = repeats ? std::span<const uint64_t>(I.unique_keys) : keys;
   const int only = I.Route(unique);
   std::vector<Buffer> key_bufs(ns), val_bufs(ns);
+  const size_t step = I.options.split_pushes ? I.PartRows(dim) : SIZE_MAX;
+  const size_t row_bytes = size_t{dim} * sizeof(float);
+  if (only >= 0 && !repeats && keys.size() > step) {
+    // One shard, no repeats, several parts: copy each part of the caller's
+    // arrays and send it at once, so the first part is on the wire (and
+    // being applied) while the next one is copied.
+    for (size_t off = 0; off < keys.size(); off += step) {
+      const size_t rows = std::min(step, keys.size() - off);
+      const bool last = off + rows >= keys.size();
+      ShardPart part;
+      part.server = only;
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim,
+                 pool.Copy(keys.data() + off, rows * sizeof(uint64_t)),
+                 pool.Copy(grads + off * dim, rows * row_bytes), last ? 0 : kFlagMoreParts);
+    }
+    for (size_t s = 0; s < ns; ++s) {
+      if (static_cast<int>(s) == only || !all_servers) continue;
+      ShardPart part;
+      part.server = static_cast<int>(s);
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, Buffer(), Buffer());
+    }
+    return id;
+  }
   if (only >= 0 && !repeats) {
     // One shard, no repeats: the payload is the caller's arrays, copied whole.
     key_bufs[only] = pool.Copy(keys.data(), keys.size_bytes());
-    val_bufs[only] = pool.Copy(grads, keys.size() * dim * sizeof(float));
+    val_bufs[only] = pool.Copy(grads, keys.size() * row_bytes);
   } else {
     std::vector<uint64_t*> shard_keys(ns, nullptr);
     std::vector<float*> shard_vals(ns, nullptr);
@@ -411,7 +460,6 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
     auto owner_of = [&](size_t u) { return only >= 0 ? only : I.owner[u]; };
     auto row_of = [&](size_t u) -> size_t { return only >= 0 ? u : I.row_in_shard[u]; };
     for (size_t u = 0; u < unique.size(); ++u) shard_keys[owner_of(u)][row_of(u)] = unique[u];
-    const size_t row_bytes = dim * sizeof(float);
     if (!repeats) {
       for (size_t i = 0; i < keys.size(); ++i) {
         std::memcpy(shard_vals[owner_of(i)] + row_of(i) * dim, grads + i * dim, row_bytes);
@@ -432,11 +480,22 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
     }
   }
   for (size_t s = 0; s < ns; ++s) {
-    if (I.shard_count[s] == 0 && !all_servers) continue;
-    ShardPart part;
-    part.server = static_cast<int>(s);
-    I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, std::move(key_bufs[s]),
-               std::move(val_bufs[s]));
+    const size_t count = I.shard_count[s];
+    if (count == 0 && !all_servers) continue;
+    // Parts of one push, all but the last flagged kFlagMoreParts.
+    for (size_t off = 0;; off += step) {
+      const size_t rows = std::min(step, count - off);
+      const bool last = off + rows >= count;
+      ShardPart part;
+      part.server = static_cast<int>(s);
+      Buffer k = last && off == 0 ? std::move(key_bufs[s])
+                                  : key_bufs[s].Slice(off * sizeof(uint64_t), rows * sizeof(uint64_t));
+      Buffer v = last && off == 0 ? std::move(val_bufs[s])
+                                  : val_bufs[s].Slice(off * row_bytes, rows * row_bytes);
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, std::move(k),
+                 std::move(v), last ? 0 : kFlagMoreParts);
+      if (last) break;
+    }
   }
   return id;
 }

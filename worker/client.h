@@ -44,6 +44,15 @@ struct ClientOptions {
   // another host, off on loopback (see common/wire_format.md).
   ChecksumMode checksum = ChecksumMode::kAuto;
   WireLimits limits;
+  // Largest value payload per message, in bytes (0: one message per shard).
+  // A larger pull goes out as several requests at once: the server looks up
+  // part k+1 while part k is on the wire and this client copies part k-1 out,
+  // so on a 100k-row pull the table and the transfer overlap instead of
+  // adding up. About 1 MiB is also where ZeroMQ's loopback throughput peaks.
+  size_t max_part_bytes = size_t{1} << 20;
+  // Split pushes the same way (kFlagMoreParts). Only asynchronous servers
+  // accept split pushes: a synchronous round takes one push per worker.
+  bool split_pushes = false;
 };
 
 struct PullResult {

@@ -28,19 +28,55 @@ struct OptimizerParams {
   float epsilon = 1e-8f;
   double log_beta1 = 0.0;  // ln(beta1), ln(beta2): beta^t = exp(t ln beta)
   double log_beta2 = 0.0;
+  // Adam's bias corrections for steps t < adam_table_size:
+  // adam_table[2t] = lr / (1 - beta1^t), adam_table[2t+1] = 1 / sqrt(1 - beta2^t).
+  // Two std::exp per row cost as much as the rest of a 16-float Adam step;
+  // the table (AdamBiasTable) turns them into one L1/L2 hit. Null: compute.
+  const float* adam_table = nullptr;
+  uint32_t adam_table_size = 0;
 };
 
+// The per-step Adam factors (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)),
+// computed exactly as AdamStep does without a table.
+inline void AdamFactors(const OptimizerParams& p, uint32_t t, float* step, float* inv_sqrt_bc2) {
+  const float bc1 = static_cast<float>(1.0 - std::exp(t * p.log_beta1));
+  const float bc2 = static_cast<float>(1.0 - std::exp(t * p.log_beta2));
+  *step = p.lr / bc1;
+  *inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+}
+
+// Fills the table of AdamFactors for t in [0, size): 2 floats per step.
+inline void AdamBiasTable(const OptimizerParams& p, uint32_t size, float* table) {
+  for (uint32_t t = 0; t < size; ++t) AdamFactors(p, t, table + 2 * t, table + 2 * t + 1);
+}
+
+// The kernels take the row width either at compile time (kDim > 0: the loop
+// has a fixed trip count the compiler unrolls into a few vector FMAs, which
+// matters at 16 floats per row) or at run time (kDim == 0, dim is used).
+template <size_t kDim>
+constexpr size_t Width(size_t dim) {
+  if constexpr (kDim > 0) {
+    return kDim;
+  } else {
+    return dim;
+  }
+}
+
 // w <- w - lr * g'
+template <size_t kDim = 0>
 inline void SgdStep(const OptimizerParams& p, size_t dim, const float* g, float* row) {
+  const size_t n = Width<kDim>(dim);
   const float lr = p.lr, wd = p.weight_decay;
-  for (size_t c = 0; c < dim; ++c) row[c] -= lr * (g[c] + wd * row[c]);
+  for (size_t c = 0; c < n; ++c) row[c] -= lr * (g[c] + wd * row[c]);
 }
 
 // v <- momentum * v + g';  w <- w - lr * v
+template <size_t kDim = 0>
 inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* g, float* row) {
-  float* v = row + dim;
+  const size_t n = Width<kDim>(dim);
+  float* v = row + n;
   const float lr = p.lr, wd = p.weight_decay, mu = p.momentum;
-  for (size_t c = 0; c < dim; ++c) {
+  for (size_t c = 0; c < n; ++c) {
     const float gc = g[c] + wd * row[c];
     v[c] = mu * v[c] + gc;
     row[c] -= lr * v[c];
@@ -48,10 +84,12 @@ inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* g, f
 }
 
 // a <- a + g'^2;  w <- w - lr * g' / (sqrt(a) + eps)
+template <size_t kDim = 0>
 inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* g, float* row) {
-  float* a = row + dim;
+  const size_t n = Width<kDim>(dim);
+  float* a = row + n;
   const float lr = p.lr, wd = p.weight_decay, eps = p.epsilon;
-  for (size_t c = 0; c < dim; ++c) {
+  for (size_t c = 0; c < n; ++c) {
     const float gc = g[c] + wd * row[c];
     a[c] += gc * gc;
     row[c] -= lr * gc / (std::sqrt(a[c]) + eps);
@@ -60,19 +98,24 @@ inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* g, fl
 
 // t <- t + 1;  m <- b1 m + (1 - b1) g';  v <- b2 v + (1 - b2) g'^2
 // w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+template <size_t kDim = 0>
 inline void AdamStep(const OptimizerParams& p, size_t dim, const float* g, float* row) {
-  float* m = row + dim;
-  float* v = row + 2 * dim;
+  const size_t n = Width<kDim>(dim);
+  float* m = row + n;
+  float* v = row + 2 * n;
   uint32_t t;
-  std::memcpy(&t, row + 3 * dim, sizeof(t));
+  std::memcpy(&t, row + 3 * n, sizeof(t));
   if (t != UINT32_MAX) ++t;  // saturates; by then the correction is exactly 1
-  std::memcpy(row + 3 * dim, &t, sizeof(t));
-  const float bc1 = static_cast<float>(1.0 - std::exp(t * p.log_beta1));
-  const float bc2 = static_cast<float>(1.0 - std::exp(t * p.log_beta2));
-  const float step = p.lr / bc1;
-  const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+  std::memcpy(row + 3 * n, &t, sizeof(t));
+  float step, inv_sqrt_bc2;
+  if (t < p.adam_table_size) {
+    step = p.adam_table[2 * t];
+    inv_sqrt_bc2 = p.adam_table[2 * t + 1];
+  } else {
+    AdamFactors(p, t, &step, &inv_sqrt_bc2);
+  }
   const float b1 = p.beta1, b2 = p.beta2, eps = p.epsilon, wd = p.weight_decay;
-  for (size_t c = 0; c < dim; ++c) {
+  for (size_t c = 0; c < n; ++c) {
     const float gc = g[c] + wd * row[c];
     m[c] = b1 * m[c] + (1.0f - b1) * gc;
     v[c] = b2 * v[c] + (1.0f - b2) * gc * gc;

@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
+#include "ps/internal/optimizer.h"
 #include "ps/table.h"
 
 namespace phalanx::ps {
@@ -151,6 +153,31 @@ TEST(OptimizerTest, AdamFirstStepMovesByLearningRate) {
   EXPECT_NEAR(out[0], -0.01f, 1e-6);
   EXPECT_NEAR(out[1], 0.01f, 1e-4);
   EXPECT_NEAR(out[2], -0.01f, 1e-6);
+}
+
+// The table of Adam's bias corrections is a cache, not an approximation: the
+// fixed-width (16) kernel with the table and the run-time-width kernel that
+// computes them give bit-identical rows, inside the table and past its end.
+TEST(OptimizerTest, AdamBiasTableIsBitIdenticalToComputing) {
+  internal::OptimizerParams computed;
+  computed.lr = 0.003f;
+  computed.weight_decay = 0.01f;
+  computed.log_beta1 = std::log(0.9);
+  computed.log_beta2 = std::log(0.999);
+  internal::OptimizerParams cached = computed;
+  std::vector<float> table(2 * 40);
+  internal::AdamBiasTable(computed, 40, table.data());
+  cached.adam_table = table.data();
+  cached.adam_table_size = 40;
+  constexpr size_t kWidth = 16;
+  std::vector<float> a(3 * kWidth + 1, 0.0f), b(3 * kWidth + 1, 0.0f), g(kWidth);
+  for (size_t c = 0; c < kWidth; ++c) a[c] = b[c] = 0.1f * static_cast<float>(c);
+  for (int t = 0; t < 100; ++t) {
+    for (size_t c = 0; c < kWidth; ++c) g[c] = Grad(3, t, static_cast<uint32_t>(c));
+    internal::AdamStep(computed, kWidth, g.data(), a.data());
+    internal::AdamStep<kWidth>(cached, kWidth, g.data(), b.data());
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "step " << t;
+  }
 }
 
 TEST(OptimizerTest, StateFloats) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "common/control.h"
 #include "tests/testutil/process_cluster.h"
 
 namespace phalanx {
@@ -109,6 +110,84 @@ TEST_F(ClientClusterTest, UniqueKeysRouteToBothShardsAndComeBackInOrder) {
   }
   // An empty pull completes at once.
   EXPECT_TRUE(client_->Pull(kTable, {}, kDim, 0, nullptr).ok());
+}
+
+
+// Requests larger than max_part_bytes go out as parts (pulls always, pushes
+// with split_pushes): the caller sees the same rows, a split push moves each
+// row by exactly one step and each shard's version by exactly one.
+TEST_F(ClientClusterTest, PartedRequestsAgreeWithWholeOnes) {
+  worker::ClientOptions o;
+  o.scheduler_endpoint = cluster_->endpoint();
+  o.request_timeout_ms = 20000;
+  o.max_part_bytes = 20 * kDim * sizeof(float) + 7;  // 20 rows per part
+  o.split_pushes = true;
+  auto c = worker::Client::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::unique_ptr<worker::Client> parted = std::move(c).value();
+
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 1000; ++k) keys.push_back(k * 15485863 + 5);
+  // Keys of shard 0 only (the one-shard paths), and all keys with repeats.
+  const ClusterView view = parted->view();
+  std::vector<uint64_t> shard0;
+  for (uint64_t k : keys) {
+    if (view.slot_owner[SlotOfKey(k, view.num_slots)] == 0) shard0.push_back(k);
+  }
+  ASSERT_GT(shard0.size(), 100u);
+  std::vector<uint64_t> repeated = keys;
+  for (int i = 0; i < 50; ++i) repeated.push_back(keys[(i * 31) % keys.size()]);
+
+  for (const auto* ks : {&keys, &shard0, &repeated}) {
+    const std::vector<float> whole = Pull(*ks, ks != &repeated);
+    std::vector<float> got(ks->size() * kDim, -1.0f);
+    ASSERT_TRUE(parted->Pull(kTable, *ks, kDim, 0, got.data(), nullptr, ks != &repeated).ok());
+    ASSERT_EQ(got, whole);
+  }
+
+  // Fresh keys for the two-shard push: a row's second step would carry momentum.
+  std::vector<uint64_t> fresh;
+  for (uint64_t k = 0; k < 1000; ++k) fresh.push_back(k * 15485863 + 6);
+  for (const auto* ks : {&shard0, &fresh}) {
+    worker::PullResult before_v, after_v;
+    const std::vector<float> before = Pull(*ks, true);
+    std::vector<float> tmp(ks->size() * kDim);
+    ASSERT_TRUE(parted->Pull(kTable, *ks, kDim, 0, tmp.data(), &before_v, true).ok());
+    std::vector<float> grads(ks->size() * kDim);
+    for (size_t i = 0; i < grads.size(); ++i) grads[i] = 1e-3f * static_cast<float>(i % 89);
+    Status st = parted->Push(kTable, *ks, kDim, grads.data(), 0, /*all_servers=*/true, true);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    const std::vector<float> after = Pull(*ks, true);
+    // First push of a row with momentum: exactly -g, once.
+    for (size_t i = 0; i < after.size(); ++i) {
+      ASSERT_NEAR(after[i], before[i] - grads[i], 1e-6)
+          << "value " << i << " of " << after.size() << " moved by " << after[i] - before[i];
+    }
+    ASSERT_TRUE(parted->Pull(kTable, *ks, kDim, 0, tmp.data(), &after_v, true).ok());
+    EXPECT_EQ(after_v.version, before_v.version + 1) << "one split push = one version";
+  }
+}
+
+// A synchronous round takes one push per worker: a push split into parts is
+// refused with an error that says why.
+TEST(ClientSyncTest, SplitPushIsRefusedBySynchronousServers) {
+  ProcessCluster cluster("client-sync", 1, 1,
+                         std::vector<std::string>{"cluster.mode=sync", "optimizer.kind=sgd",
+                                                  "model.embedding_dim=16"});
+  ASSERT_FALSE(cluster.endpoint().empty());
+  worker::ClientOptions o;
+  o.scheduler_endpoint = cluster.endpoint();
+  o.request_timeout_ms = 20000;
+  o.max_part_bytes = 10 * kDim * sizeof(float);
+  o.split_pushes = true;
+  auto c = worker::Client::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 100; ++k) keys.push_back(k + 1);
+  std::vector<float> grads(keys.size() * kDim, 0.01f);
+  Status st = (*c)->Push(kTable, keys, kDim, grads.data(), 0, true, true);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("asynchronous"), std::string::npos) << st.ToString();
 }
 
 }  // namespace
