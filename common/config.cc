@@ -176,6 +176,13 @@ Status Validate(const JobConfig& c) {
       cl.formation_timeout_ms <= 0) {
     return InvalidArgument("cluster timeouts must be positive");
   }
+  if (cl.checksum != "auto" && cl.checksum != "always" && cl.checksum != "never") {
+    return InvalidArgument("cluster.checksum must be auto, always or never, got '" + cl.checksum +
+                           "'");
+  }
+  if (cl.max_part_bytes < 0) {
+    return InvalidArgument("cluster.max_part_bytes must be >= 0 (0: never split requests)");
+  }
   const auto& d = c.data;
   if (d.dataset != "fashion-mnist" && d.dataset != "spam-assassin" && d.dataset != "libsvm") {
     return InvalidArgument("data.dataset must be fashion-mnist, spam-assassin or libsvm, got '" +
@@ -294,6 +301,8 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("request_timeout_ms", &x.request_timeout_ms);
     r.Read("tolerate_worker_failures", &x.tolerate_worker_failures);
     r.Read("http", &x.http);
+    r.Read("checksum", &x.checksum);
+    r.Read("max_part_bytes", &x.max_part_bytes);
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {

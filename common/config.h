@@ -28,6 +28,12 @@ struct ClusterConfig {
   int request_timeout_ms = 120000;        // worker pull/push deadline
   bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies
   bool http = true;                       // serve /metrics and /status on every process
+  // Payload checksums on worker requests (and the servers' replies to them):
+  // auto (off on loopback, on across hosts) | always | never.
+  std::string checksum = "auto";
+  // Largest payload of one pull/push message; larger requests go out as
+  // pipelined parts (worker::ClientOptions::max_part_bytes). 0 = never split.
+  int64_t max_part_bytes = int64_t{1} << 20;
 };
 
 struct DataConfig {

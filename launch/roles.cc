@@ -181,6 +181,10 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   // Asynchronous servers apply a large push part by part while the rest is
   // still on the wire (kFlagMoreParts); a synchronous round takes it whole.
   co.split_pushes = config.cluster.mode == "async";
+  co.max_part_bytes = static_cast<size_t>(config.cluster.max_part_bytes);
+  co.checksum = config.cluster.checksum == "always"  ? ChecksumMode::kAlways
+                : config.cluster.checksum == "never" ? ChecksumMode::kNever
+                                                     : ChecksumMode::kAuto;
   PHX_ASSIGN_OR_RETURN(auto client, worker::Client::Create(co));
   {
     nlohmann::json j{{"role", "worker"},
