@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include "common/toml_section.h"
+
 #include <toml++/toml.h>
 
 #include <fstream>
@@ -9,129 +11,8 @@
 namespace phalanx {
 namespace {
 
-// Reads typed values from one TOML table and remembers which keys it used, so
-// leftovers can be reported as unknown.
-class SectionReader {
- public:
-  SectionReader(const toml::table* table, std::string name)
-      : table_(table), name_(std::move(name)) {}
-
-  template <typename T>
-  void Read(const char* key, T* out) {
-    if (!table_ || !status_.ok()) return;
-    const toml::node* node = table_->get(key);
-    if (!node) return;
-    used_.insert(key);
-    std::string where = name_ + "." + key;
-    if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node->value<bool>()) {
-        *out = *v;
-        return;
-      }
-      status_ = InvalidArgument(where + " must be true or false");
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = node->value<std::string>()) {
-        *out = *v;
-        return;
-      }
-      status_ = InvalidArgument(where + " must be a string");
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (auto v = node->value<double>()) {
-        *out = static_cast<T>(*v);
-        return;
-      }
-      status_ = InvalidArgument(where + " must be a number");
-    } else {
-      if (node->is_integer()) {
-        int64_t v = *node->value<int64_t>();
-        if constexpr (std::is_unsigned_v<T>) {
-          if (v < 0) {
-            status_ = InvalidArgument(where + " must not be negative");
-            return;
-          }
-        }
-        if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-            (v > 0 &&
-             static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
-          status_ = InvalidArgument(where + " is out of range");
-          return;
-        }
-        *out = static_cast<T>(v);
-        return;
-      }
-      status_ = InvalidArgument(where + " must be an integer");
-    }
-  }
-
-  // Every numeric key of the table not read by name goes into `out`.
-  void ReadRemainingNumbers(std::map<std::string, double>* out) {
-    if (!table_ || !status_.ok()) return;
-    for (const auto& [k, node] : *table_) {
-      std::string key(k.str());
-      if (used_.count(key)) continue;
-      if (auto v = node.value<double>()) {
-        (*out)[key] = *v;
-        used_.insert(key);
-      }
-    }
-  }
-
-  // For keys read by hand (arrays).
-  void MarkUsed(const char* key) { used_.insert(key); }
-
-  Status Finish() {
-    if (!status_.ok() || !table_) return status_;
-    for (const auto& [k, node] : *table_) {
-      if (!used_.count(std::string(k.str()))) {
-        return InvalidArgument("unknown key '" + name_ + "." + std::string(k.str()) + "'");
-      }
-    }
-    return Status::Ok();
-  }
-
- private:
-  const toml::table* table_;
-  std::string name_;
-  std::set<std::string> used_;
-  Status status_;
-};
-
-Status ApplyOverride(toml::table& root, const std::string& item) {
-  auto eq = item.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    return InvalidArgument("--set expects section.key=value, got '" + item + "'");
-  }
-  std::string path = item.substr(0, eq);
-  std::string value = item.substr(eq + 1);
-  auto dot = path.find('.');
-  if (dot == std::string::npos) return InvalidArgument("--set key needs a section: '" + path + "'");
-  std::string section = path.substr(0, dot);
-  std::string key = path.substr(dot + 1);
-  toml::table parsed;
-  // Bare nan/inf are words here (e.g. byzantine.attack=nan), never numbers:
-  // no config value may be non-finite.
-  static const std::set<std::string> kWords = {"nan", "+nan", "-nan", "inf", "+inf", "-inf"};
-  try {
-    if (kWords.count(value)) throw toml::parse_error("word", toml::source_region{});
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
-    // A bare word is a string (e.g. --set aggregator.name=krum).
-    parsed = toml::table{{"v", value}};
-  }
-  toml::table* sec = root[section].as_table();
-  if (!sec && root.get(section)) {
-    return InvalidArgument("--set cannot override '" + section + "': it is not a table");
-  }
-  if (!sec) {
-    root.insert(section, toml::table{});
-    sec = root[section].as_table();
-  }
-  sec->insert_or_assign(key, *parsed.get("v"));
-  return Status::Ok();
-}
-
 Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig* o) {
-  SectionReader r(root[name].as_table(), name);
+  TomlSection r(root[name].as_table(), name);
   r.Read("kind", &o->kind);
   r.Read("learning_rate", &o->learning_rate);
   r.Read("momentum", &o->momentum);
@@ -272,7 +153,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
     return InvalidArgument(os.str());
   }
-  for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
+  for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyTomlOverride(root, o));
 
   static const std::set<std::string> kSections = {
       "cluster", "data",       "model",     "train",      "optimizer", "embedding_optimizer",
@@ -286,7 +167,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
 
   JobConfig c;
   {
-    SectionReader r(root["cluster"].as_table(), "cluster");
+    TomlSection r(root["cluster"].as_table(), "cluster");
     auto& x = c.cluster;
     r.Read("servers", &x.servers);
     r.Read("workers", &x.workers);
@@ -306,7 +187,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    SectionReader r(root["data"].as_table(), "data");
+    TomlSection r(root["data"].as_table(), "data");
     auto& x = c.data;
     r.Read("dataset", &x.dataset);
     r.Read("path", &x.path);
@@ -320,7 +201,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    SectionReader r(root["model"].as_table(), "model");
+    TomlSection r(root["model"].as_table(), "model");
     auto& x = c.model;
     r.Read("kind", &x.kind);
     r.Read("hidden", &x.hidden);
@@ -329,7 +210,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    SectionReader r(root["train"].as_table(), "train");
+    TomlSection r(root["train"].as_table(), "train");
     auto& x = c.train;
     r.Read("rounds", &x.rounds);
     r.Read("batch_size", &x.batch_size);
@@ -347,7 +228,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer));
   }
   {
-    SectionReader r(root["tables"].as_table(), "tables");
+    TomlSection r(root["tables"].as_table(), "tables");
     auto& x = c.tables;
     r.Read("dense_row_dim", &x.dense_row_dim);
     r.Read("dense_init_scale", &x.dense_init_scale);
@@ -356,7 +237,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    SectionReader r(root["aggregator"].as_table(), "aggregator");
+    TomlSection r(root["aggregator"].as_table(), "aggregator");
     auto& x = c.aggregator;
     r.Read("name", &x.name);
     r.Read("f", &x.f);
@@ -365,7 +246,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
   }
   {
     const toml::table* bt = root["byzantine"].as_table();
-    SectionReader r(bt, "byzantine");
+    TomlSection r(bt, "byzantine");
     auto& x = c.byzantine;
     r.Read("count", &x.count);
     r.Read("attack", &x.attack);
@@ -398,7 +279,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
       const toml::table* t = arr->get(i)->as_table();
       std::string name = "faults[" + std::to_string(i) + "]";
       if (!t) return InvalidArgument(name + " must be a table");
-      SectionReader r(t, name);
+      TomlSection r(t, name);
       FaultConfig f;
       auto opt = [&](const char* key, auto* out) {
         if (!t->get(key)) return;
@@ -430,7 +311,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     return InvalidArgument("train.step_delay_ms must be in [0, 600000]");
   }
   {
-    SectionReader r(root["checkpoint"].as_table(), "checkpoint");
+    TomlSection r(root["checkpoint"].as_table(), "checkpoint");
     auto& x = c.checkpoint;
     r.Read("dir", &x.dir);
     r.Read("every_rounds", &x.every_rounds);
@@ -449,7 +330,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     }
   }
   {
-    SectionReader r(root["federated"].as_table(), "federated");
+    TomlSection r(root["federated"].as_table(), "federated");
     auto& x = c.federated;
     r.Read("algorithm", &x.algorithm);
     r.Read("server_lr", &x.server_lr);

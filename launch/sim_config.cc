@@ -1,5 +1,7 @@
 #include "launch/sim_config.h"
 
+#include "common/toml_section.h"
+
 #include <toml++/toml.h>
 
 #include <cmath>
@@ -10,118 +12,15 @@
 namespace phalanx::launch {
 namespace {
 
-// Typed reads from one TOML table; remembers used keys so leftovers are
-// reported as unknown (the same contract as common/config.cc).
-class Reader {
- public:
-  Reader(const toml::table* t, std::string name) : t_(t), name_(std::move(name)) {}
-
-  template <typename T>
-  void Read(const char* key, T* out) {
-    if (!t_ || !status_.ok()) return;
-    const toml::node* node = t_->get(key);
-    if (!node) return;
-    used_.insert(key);
-    const std::string where = name_ + "." + key;
-    if constexpr (std::is_same_v<T, bool>) {
-      if (auto v = node->value<bool>()) return void(*out = *v);
-      status_ = InvalidArgument(where + " must be true or false");
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      if (auto v = node->value<std::string>()) return void(*out = *v);
-      status_ = InvalidArgument(where + " must be a string");
-    } else if constexpr (std::is_floating_point_v<T>) {
-      auto v = node->value<double>();
-      if (v && std::isfinite(*v)) return void(*out = static_cast<T>(*v));
-      status_ = InvalidArgument(where + " must be a finite number");
-    } else {
-      if (node->is_integer()) {
-        const int64_t v = *node->value<int64_t>();
-        if (std::is_unsigned_v<T> && v < 0) {
-          status_ = InvalidArgument(where + " must not be negative");
-        } else if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-                   (v > 0 && static_cast<uint64_t>(v) >
-                                 static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
-          status_ = InvalidArgument(where + " is out of range");
-        } else {
-          *out = static_cast<T>(v);
-        }
-        return;
-      }
-      status_ = InvalidArgument(where + " must be an integer");
-    }
-  }
-
-  // A list of strings, as a TOML array or a comma-separated string (--set).
-  void ReadList(const char* key, std::vector<std::string>* out) {
-    if (!t_ || !status_.ok()) return;
-    const toml::node* node = t_->get(key);
-    if (!node) return;
-    used_.insert(key);
-    out->clear();
-    if (auto s = node->value<std::string>()) {
-      std::stringstream ss(*s);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        if (!item.empty()) out->push_back(item);
-      }
-      return;
-    }
-    if (const toml::array* a = node->as_array()) {
-      for (const auto& e : *a) {
-        auto v = e.value<std::string>();
-        if (!v) return void(status_ = InvalidArgument(name_ + "." + key + " must hold strings"));
-        out->push_back(*v);
-      }
-      return;
-    }
-    status_ = InvalidArgument(name_ + "." + key + " must be an array of strings");
-  }
-
-  Status Finish() {
-    if (!status_.ok() || !t_) return status_;
-    for (const auto& [k, node] : *t_) {
-      if (!used_.count(std::string(k.str()))) {
-        return InvalidArgument("unknown key '" + name_ + "." + std::string(k.str()) + "'");
-      }
-    }
-    return Status::Ok();
-  }
-
- private:
-  const toml::table* t_;
-  std::string name_;
-  std::set<std::string> used_;
-  Status status_;
-};
-
+// --set for simulation configs: [[runs]] is an array, edited in the file only.
 Status ApplyOverride(toml::table& root, const std::string& item) {
-  const auto eq = item.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    return InvalidArgument("--set expects section.key=value, got '" + item + "'");
+  if (item.rfind("runs.", 0) == 0) {
+    return InvalidArgument("--set cannot edit [[runs]]; set server.* instead");
   }
-  const std::string path = item.substr(0, eq), value = item.substr(eq + 1);
-  const auto dot = path.find('.');
-  if (dot == std::string::npos) return InvalidArgument("--set key needs a section: '" + path + "'");
-  const std::string section = path.substr(0, dot), key = path.substr(dot + 1);
-  if (section == "runs") return InvalidArgument("--set cannot edit [[runs]]; set server.* instead");
-  static const std::set<std::string> kWords = {"nan", "+nan", "-nan", "inf", "+inf", "-inf"};
-  toml::table parsed;
-  try {
-    if (kWords.count(value)) throw toml::parse_error("word", toml::source_region{});
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
-    parsed = toml::table{{"v", value}};  // a bare word is a string
-  }
-  toml::table* sec = root[section].as_table();
-  if (!sec) {
-    root.insert(section, toml::table{});
-    sec = root[section].as_table();
-  }
-  sec->insert_or_assign(key, *parsed.get("v"));
-  return Status::Ok();
+  return ApplyTomlOverride(root, item);
 }
 
-void ReadServer(Reader& r, aggregators::FederatedOptions* s) {
+void ReadServer(TomlSection& r, aggregators::FederatedOptions* s) {
   r.Read("algorithm", &s->algorithm);
   r.Read("server_lr", &s->server_lr);
   r.Read("weights", &s->weights);
@@ -271,7 +170,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
   }
   SimConfig c;
   {
-    Reader r(root["simulation"].as_table(), "simulation");
+    TomlSection r(root["simulation"].as_table(), "simulation");
     r.Read("seed", &c.seed);
     r.Read("clients", &c.clients);
     r.Read("time_budget", &c.time_budget);
@@ -282,7 +181,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    Reader r(root["data"].as_table(), "data");
+    TomlSection r(root["data"].as_table(), "data");
     r.Read("dataset", &c.dataset);
     r.Read("path", &c.path);
     r.Read("partition", &c.partition);
@@ -296,7 +195,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    Reader r(root["model"].as_table(), "model");
+    TomlSection r(root["model"].as_table(), "model");
     r.Read("kind", &c.model);
     r.Read("hidden", &c.hidden);
     r.Read("embedding_dim", &c.embedding_dim);
@@ -305,7 +204,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    Reader r(root["local"].as_table(), "local");
+    TomlSection r(root["local"].as_table(), "local");
     r.Read("steps", &c.steps);
     r.Read("epochs", &c.epochs);
     r.Read("batch_size", &c.batch_size);
@@ -315,7 +214,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    Reader r(root["speed"].as_table(), "speed");
+    TomlSection r(root["speed"].as_table(), "speed");
     r.Read("profile", &c.profile);
     r.Read("fx", &c.fx);
     r.Read("sigma", &c.sigma);
@@ -324,7 +223,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
     PHX_RETURN_IF_ERROR(r.Finish());
   }
   {
-    Reader r(root["byzantine"].as_table(), "byzantine");
+    TomlSection r(root["byzantine"].as_table(), "byzantine");
     r.Read("count", &c.byzantine_count);
     r.Read("attack", &c.attack);
     r.Read("scale", &c.attack_scale);
@@ -334,7 +233,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
   }
   aggregators::FederatedOptions base;
   {
-    Reader r(root["server"].as_table(), "server");
+    TomlSection r(root["server"].as_table(), "server");
     ReadServer(r, &base);
     PHX_RETURN_IF_ERROR(r.Finish());
   }
@@ -344,7 +243,7 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
       const toml::table* t = arr->get(i)->as_table();
       SimRun run;
       run.server = base;
-      Reader r(t, "runs[" + std::to_string(i) + "]");
+      TomlSection r(t, "runs[" + std::to_string(i) + "]");
       r.Read("name", &run.name);
       ReadServer(r, &run.server);
       PHX_RETURN_IF_ERROR(r.Finish());

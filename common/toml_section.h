@@ -1,0 +1,92 @@
+#pragma once
+// Typed reads from one table of a TOML config, shared by every config file
+// format (job configs, simulation configs). The contract: a key read by name
+// must have the right type and range, a float must be finite, and Finish()
+// reports the first key nobody read as unknown, so typos never pass silently.
+//
+// Thread-safety: a TomlSection is a short-lived local of the parsing thread.
+
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "common/status.h"
+
+namespace phalanx {
+
+class TomlSection {
+ public:
+  // `table` may be null (the section is absent): every read is then a no-op.
+  TomlSection(const toml::table* table, std::string name)
+      : table_(table), name_(std::move(name)) {}
+
+  // Sets *out when `key` is present; a wrong type or range is remembered and
+  // returned by Finish().
+  template <typename T>
+  void Read(const char* key, T* out) {
+    const toml::node* node = Take(key);
+    if (!node) return;
+    const std::string where = name_ + "." + key;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (auto v = node->value<bool>()) return void(*out = *v);
+      status_ = InvalidArgument(where + " must be true or false");
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (auto v = node->value<std::string>()) return void(*out = *v);
+      status_ = InvalidArgument(where + " must be a string");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      auto v = node->value<double>();
+      if (v && std::isfinite(*v)) return void(*out = static_cast<T>(*v));
+      status_ = InvalidArgument(where + " must be a finite number");
+    } else {
+      if (!node->is_integer()) {
+        status_ = InvalidArgument(where + " must be an integer");
+        return;
+      }
+      const int64_t v = *node->value<int64_t>();
+      if (std::is_unsigned_v<T> && v < 0) {
+        status_ = InvalidArgument(where + " must not be negative");
+      } else if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+                 (v > 0 &&
+                  static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+        status_ = InvalidArgument(where + " is out of range");
+      } else {
+        *out = static_cast<T>(v);
+      }
+    }
+  }
+
+  // A list of strings, as a TOML array or a comma-separated string (--set).
+  void ReadList(const char* key, std::vector<std::string>* out);
+
+  // Every numeric key not read by name goes into `out` (rule parameters).
+  void ReadRemainingNumbers(std::map<std::string, double>* out);
+
+  // For keys the caller reads by hand (arrays of tables, ...).
+  void MarkUsed(const char* key) { used_.insert(key); }
+
+  // The first error, else InvalidArgument for the first unknown key.
+  Status Finish() const;
+
+ private:
+  // The node of `key` if present and no error happened yet; marks it used.
+  const toml::node* Take(const char* key);
+
+  const toml::table* table_;
+  std::string name_;
+  std::set<std::string> used_;
+  Status status_;
+};
+
+// Applies one `--set section.key=value` item to a parsed config. The value is
+// parsed as TOML (numbers, booleans, arrays, quoted strings); anything else,
+// and the bare words nan/inf (attack names, never numbers here), is a string.
+Status ApplyTomlOverride(toml::table& root, const std::string& item);
+
+}  // namespace phalanx
