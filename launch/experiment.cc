@@ -1,5 +1,7 @@
 #include "launch/experiment.h"
 
+#include "launch/child_process.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -90,29 +92,6 @@ struct RunningCell {
 };
 
 // Starts `args` with stdout and stderr to log_path; returns the pid.
-Result<pid_t> SpawnLogged(const std::vector<std::string>& args, const std::string& log_path) {
-  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) return Unavailable("cannot open " + log_path);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(log);
-    return Internal("fork failed");
-  }
-  if (pid == 0) {
-    // Own process group, so stopping a cell reaches its whole cluster.
-    setpgid(0, 0);
-    dup2(log, 1);
-    dup2(log, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log);
-  return pid;
-}
-
 struct Row {
   ExperimentCell cell;
   bool ok = false;
@@ -408,9 +387,12 @@ Result<ExperimentSummary> RunExperiment(const ExperimentSpec& spec,
         args.push_back("--set");
         args.push_back(o);
       }
-      auto pid = SpawnLogged(args, (dir / "launch.log").string());
-      if (!pid.ok()) return pid.status();
-      running.push_back({c, *pid, Clock::now()});
+      // Own process group, so stopping a cell reaches its whole cluster.
+      ChildOptions co;
+      co.log_path = (dir / "launch.log").string();
+      co.new_process_group = true;
+      PHX_ASSIGN_OR_RETURN(StartedChild child, StartChild(args, co));
+      running.push_back({c, child.pid, Clock::now()});
     }
     if (running.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

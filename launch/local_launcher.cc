@@ -1,5 +1,7 @@
 #include "launch/local_launcher.h"
 
+#include "launch/child_process.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,42 +48,22 @@ struct Child {
   int restarts = 0;
 };
 
-// Starts `args` with stdout to a pipe (when capture) and stderr to log_path.
+// Starts a cluster node: stdout to a pipe (when capture) and stderr to
+// log_path, in our process group (Ctrl-C reaches it too; the launcher still
+// sends SIGTERM explicitly), killed with the launcher.
 Result<Child> Spawn(const std::string& name, const std::vector<std::string>& args,
                     const std::string& log_path, bool capture) {
-  int fds[2] = {-1, -1};
-  if (capture && pipe2(fds, O_CLOEXEC) != 0) return Internal("pipe failed");
-  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) return Unavailable("cannot open log file " + log_path);
-  pid_t pid = fork();
-  if (pid < 0) return Internal("fork failed");
-  if (pid == 0) {
-    // Child: own process group member of ours, so Ctrl-C reaches it too; the
-    // launcher still sends SIGTERM explicitly.
-    // Die with the launcher: a crashed launcher leaves no cluster running
-    // (its namespaces are then removed by the next run's stale cleanup).
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (capture)
-      dup2(fds[1], 1);
-    else
-      dup2(log, 1);
-    dup2(log, 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log);
+  ChildOptions options;
+  options.log_path = log_path;
+  options.capture_stdout = capture;
+  options.die_with_parent = true;
+  PHX_ASSIGN_OR_RETURN(StartedChild started, StartChild(args, options));
   Child c;
   c.name = name;
-  c.pid = pid;
+  c.pid = started.pid;
+  c.stdout_fd = started.stdout_fd;
   c.args = args;
   c.log_path = log_path;
-  if (capture) {
-    close(fds[1]);
-    c.stdout_fd = fds[0];
-  }
   return c;
 }
 
