@@ -136,7 +136,10 @@ class PartitionedTable final : public EmbeddingTable {
 
   void Import(std::span<const uint64_t> keys, const float* values) override {
     const size_t n = dim_ + state_floats_;
-    Run(keys,
+    // Rows are overwritten whole: new ones skip their initial values (about
+    // as costly as the copy itself when restoring a snapshot).
+    Run<kOverwriteRow>(
+        keys,
         [values, n](size_t i, float* row) { std::memcpy(row, values + i * n, n * sizeof(float)); });
   }
 
@@ -203,11 +206,13 @@ class PartitionedTable final : public EmbeddingTable {
   // writing (Apply, Import), or only its weights for reading (Lookup). A row
   // with Adam state is 196 B: prefetching all of it for ownership would move
   // 4-5 cache lines per pulled row where 1-2 are read.
-  enum PrefetchKind { kPrefetchRow, kPrefetchWeights };
+  // kOverwriteRow: as kPrefetchRow, and a row created by the call is left
+  // uninitialised because the visit writes all of it (Import).
+  enum PrefetchKind { kPrefetchRow, kPrefetchWeights, kOverwriteRow };
 
   template <PrefetchKind kKind>
   [[gnu::always_inline]] void PrefetchResolved(const Partition* part, uint32_t row) const {
-    if constexpr (kKind == kPrefetchRow) {
+    if constexpr (kKind == kPrefetchRow || kKind == kOverwriteRow) {
       part->PrefetchRow(row);
     } else {
       const char* p = reinterpret_cast<const char*>(part->Row(row));
@@ -268,7 +273,9 @@ class PartitionedTable final : public EmbeddingTable {
 
   template <PrefetchKind kKind, typename IndexAt, typename Visit>
   void StreamImpl(const uint64_t* keys, const IndexAt& index_at, size_t n, const Visit& visit) {
-    auto init = [this](uint64_t key, float* row) { InitRow(key, row); };
+    auto init = [this]([[maybe_unused]] uint64_t key, [[maybe_unused]] float* row) {
+      if constexpr (kKind != kOverwriteRow) InitRow(key, row);
+    };
     struct Resolved {
       Partition* part;
       uint32_t row;
