@@ -85,12 +85,17 @@ double ParallelSum(const M& m) {
 
 template <typename M>
 double TimeRead(const M& m) {
-  double best = 1e30;
-  for (int rep = 0; rep < 15; ++rep) {
+  // Best of at least 15 reads and of at least 1 s of reading: on a shared
+  // machine a short series can miss every quiet moment, and this time is the
+  // denominator of every x_read ratio of its (n, d).
+  double best = 1e30, spent = 0;
+  for (int rep = 0; rep < 400 && (rep < 15 || spent < 1.0); ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     benchmark::DoNotOptimize(ParallelSum(m));
     const auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count());
+    const double t = std::chrono::duration<double>(t1 - t0).count();
+    best = std::min(best, t);
+    spent += t;
   }
   return best;
 }

@@ -38,6 +38,8 @@
 //   part_bytes     the client's max_part_bytes (1048576; 0 = no splitting): requests
 //                  larger than this go out as parts, pipelined; the raw baseline
 //                  sends the same parts the same way
+//   set            extra config items for every role, space-separated, e.g.
+//                  "tables.parallel_min_batch=8192"
 //   quick          1: rows=1M, fewer iterations (runs in well under 30 s)
 
 #include <arpa/inet.h>
@@ -106,6 +108,7 @@ struct Options {
   // baseline splits its requests the same way, so both move the same bytes in
   // messages of the same size. 0: one message per request.
   int64_t part_bytes = int64_t{1} << 20;
+  std::string set;  // extra config items for every role, space-separated
 };
 
 // Flag value for `name`: --name=value wins over PHX_BENCH_NAME.
@@ -137,7 +140,7 @@ Options ParseOptions(int argc, char** argv) {
           "usage: bench_transport [--quick] [--name=value ...]; names: rows batch "
           "dense_floats dense_row_dim rounds sparse_iters dense_iters rtt_iters "
           "populate_batch breakdown server_prefix phalanx config optimizer checksum "
-          "part_bytes (also "
+          "part_bytes set (also "
           "PHX_BENCH_<NAME>)\n");
       std::exit(0);
     }
@@ -167,6 +170,7 @@ Options ParseOptions(int argc, char** argv) {
   if (auto v = Lookup(argc, argv, "server_prefix")) o.server_prefix = *v;
   if (auto v = Lookup(argc, argv, "optimizer")) o.optimizer = *v;
   if (auto v = Lookup(argc, argv, "checksum")) o.checksum = *v;
+  if (auto v = Lookup(argc, argv, "set")) o.set = *v;
   if (auto v = Lookup(argc, argv, "phalanx")) {
     o.phalanx = *v;
   } else if (const char* dir = std::getenv("PHX_BINARY_DIR")) {
@@ -834,6 +838,7 @@ int main(int argc, char** argv) {
                                    "model.embedding_dim=16",
                                    "tables.dense_row_dim=" + std::to_string(o.dense_row_dim)};
   if (!o.optimizer.empty()) sets.push_back("optimizer.kind=" + o.optimizer);
+  for (const auto& extra : SplitWords(o.set)) sets.push_back(extra);
   auto args_for = [&](const std::string& role) {
     std::vector<std::string> a = {o.phalanx, role, "--config", o.config};
     for (const auto& s : sets) {

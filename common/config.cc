@@ -234,7 +234,11 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("dense_init_scale", &x.dense_init_scale);
     r.Read("embedding_init_scale", &x.embedding_init_scale);
     r.Read("seed", &x.seed);
+    r.Read("parallel_min_batch", &x.parallel_min_batch);
     PHX_RETURN_IF_ERROR(r.Finish());
+    if (x.parallel_min_batch < 1) {
+      return InvalidArgument("tables.parallel_min_batch must be >= 1 (keys per call)");
+    }
   }
   {
     TomlSection r(root["aggregator"].as_table(), "aggregator");
