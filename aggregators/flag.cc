@@ -34,6 +34,9 @@ struct FlagParams {
   double norm_eps = 1e-12;
   double tol = 1e-10;
   uint64_t seed = 1;
+  // Start from a subspace orthogonal to every input (no extra Gram columns)
+  // instead of r seeded random columns. See MakeFlag.
+  bool orthogonal_init = true;
 };
 
 // Eigenvalues below this fraction of the largest are treated as zero (rank
@@ -116,15 +119,20 @@ Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k, const F
       inv_norms.asDiagonal() * gram.topLeftCorner(p, p) * inv_norms.asDiagonal();
   // Orthonormal basis of col(E): Y0 = E T with T = W S^{-1/2} from EᵀE = W S Wᵀ
   // (a rank-revealing alternative to QR; equal to Q up to a rotation).
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> ee(gram.bottomRightCorner(k, k));
-  const Eigen::VectorXd s = ee.eigenvalues();
-  const double s_max = s.size() > 0 ? std::max(0.0, s[k - 1]) : 0.0;
-  int rank = 0;
-  while (rank < k && s[k - 1 - rank] > kRankTol * s_max) ++rank;
-  if (rank == 0) return InvalidArgument("flag: the initial subspace is zero");
-  const Eigen::MatrixXd t =
-      ee.eigenvectors().rightCols(rank) * s.tail(rank).cwiseSqrt().cwiseInverse().asDiagonal();
-  const Eigen::MatrixXd z0 = t.transpose() * gram.bottomLeftCorner(k, p) * inv_norms.asDiagonal();
+  // Without extra columns (orthogonal_init) Y0 is orthogonal to every input:
+  // Z0 = Y0ᵀX̂ = 0, and Y0 Y0ᵀ X̂ = 0.
+  Eigen::MatrixXd t(0, r);
+  Eigen::MatrixXd z0 = Eigen::MatrixXd::Zero(r, p);
+  if (k > 0) {
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> ee(gram.bottomRightCorner(k, k));
+    const Eigen::VectorXd s = ee.eigenvalues();
+    const double s_max = std::max(0.0, s[k - 1]);
+    int rank = 0;
+    while (rank < k && s[k - 1 - rank] > kRankTol * s_max) ++rank;
+    if (rank == 0) return InvalidArgument("flag: the initial subspace is zero");
+    t = ee.eigenvectors().rightCols(rank) * s.tail(rank).cwiseSqrt().cwiseInverse().asDiagonal();
+    z0 = t.transpose() * gram.bottomLeftCorner(k, p) * inv_norms.asDiagonal();
+  }
 
   // IRLS driver (spec §4.5).
   FlagIterate current{z0, Eigen::VectorXd()};
@@ -147,8 +155,8 @@ Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k, const F
   const bool initial = use_previous ? previous_is_initial : current_is_initial;
 
   Eigen::VectorXd coeff = Eigen::VectorXd::Zero(p + k);
-  if (initial) {
-    // Y0 Y0ᵀ X̂ 1 / r = E T (Z0 1) / r.
+  if (initial && k > 0) {
+    // Y0 Y0ᵀ X̂ 1 / r = E T (Z0 1) / r (zero for the orthogonal Y0).
     coeff.tail(k) = t * (z0 * Eigen::VectorXd::Ones(p)) / r;
   } else {
     coeff.head(p) = best.a.cwiseProduct(inv_norms) / r;
@@ -169,6 +177,7 @@ class Flag final : public Aggregator {
   bool coordinate_wise() const override { return false; }
   int num_extra_columns(int n) const override {
     if (initial_subspace_.size() > 0) return static_cast<int>(initial_subspace_.cols());
+    if (params_.orthogonal_init) return 0;
     return params_.r > 0 ? params_.r : (n + 2) / 2;
   }
 
@@ -181,6 +190,7 @@ class Flag final : public Aggregator {
       }
       return Eigen::MatrixXd(initial_subspace_.middleRows(row_begin, rows));
     }
+    if (num_extra_columns(n) == 0) return Eigen::MatrixXd(rows, 0);
     return SeededUniformColumns(params_.seed, row_begin, rows, num_extra_columns(n));
   }
 
@@ -221,6 +231,16 @@ Result<std::unique_ptr<Aggregator>> MakeFlag(const AggregatorOptions& options,
   fp.eps = params.Get("eps", 1e-7);
   fp.norm_eps = params.Get("norm_eps", 1e-12);
   fp.tol = params.Get("tol", 1e-10);
+  // The authors draw Y0 at random in R^d (spec §4.2); with d >> r its
+  // projections ||Y0ᵀx̂_i||² are about r/d, so the first IRLS weights are 1 to
+  // within O(r/d). orthogonal_init (the default) takes that limit exactly: Y0
+  // orthogonal to every input, weights exactly uniform. It saves the r seeded
+  // float64 columns, which at d = 1e6 double the Gram work and add a 64 MB
+  // read. orthogonal_init = 0 keeps the seeded random columns (init_seed).
+  // An explicit init_seed asks for the seeded columns.
+  const double ortho = params.Get("orthogonal_init", params.Has("init_seed") ? 0.0 : 1.0);
+  if (ortho != 0.0 && ortho != 1.0) return InvalidArgument("flag: orthogonal_init must be 0 or 1");
+  fp.orthogonal_init = ortho == 1.0;
   fp.seed = options.seed;
   if (params.Has("init_seed")) {
     PHX_ASSIGN_OR_RETURN(const int seed, params.GetInt("init_seed", 1, 0));

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "aggregators/aggregator.h"
+#include "aggregators/gram.h"
 
 namespace phalanx::aggregators {
 namespace {
@@ -101,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(All, FlagLiteralTest,
                                          FlagCase{9, 80, 4, 8.0, 4}, FlagCase{5, 40, 2, 0.0, 5},
                                          FlagCase{6, 50, 8, 0.0, 1}));  // r > p
 
-TEST(Flag, DefaultSeededInitIsDeterministicAndBounded) {
+TEST(Flag, DefaultInitIsDeterministicAndBounded) {
   std::mt19937_64 rng(3);
   std::normal_distribution<double> normal;
   Eigen::MatrixXd g(500, 15);
@@ -115,6 +116,34 @@ TEST(Flag, DefaultSeededInitIsDeterministicAndBounded) {
   ASSERT_TRUE(out_a.ok() && out_b.ok());
   EXPECT_EQ(*out_a, *out_b);
   EXPECT_LE(out_a->norm(), 15.0 / 8.0 + 1e-12);  // ||out|| <= p/r
+}
+
+// The default initial subspace is orthogonal to every input: the d >> r
+// limit of the seeded random one. On d = 20000 the two agree to O(r/d), and
+// the seeded one stays available (orthogonal_init = 0, or an init_seed).
+TEST(Flag, OrthogonalInitIsTheLargeDimensionLimitOfTheSeededOne) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  Eigen::MatrixXd g(20000, 9);
+  for (auto& v : g.reshaped()) v = normal(rng);
+  g.colwise() += Eigen::VectorXd::Constant(20000, 0.05);
+  auto ortho = CreateAggregator({"flag", 2, {}, 1});
+  auto seeded = CreateAggregator({"flag", 2, {{"orthogonal_init", 0}}, 1});
+  auto by_seed = CreateAggregator({"flag", 2, {{"init_seed", 3}}, 1});
+  ASSERT_TRUE(ortho.ok() && seeded.ok() && by_seed.ok());
+  EXPECT_EQ((*ortho)->num_extra_columns(9), 0);
+  EXPECT_EQ((*seeded)->num_extra_columns(9), 5);
+  EXPECT_EQ((*by_seed)->num_extra_columns(9), 5);
+  auto a = (*ortho)->Aggregate(g);
+  auto b = (*seeded)->Aggregate(g);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_GT(a->norm(), 0.1);
+  EXPECT_LT((*a - *b).norm(), 1e-2 * a->norm());
+  // Via the Gram form over 3 slices: the same as the direct form.
+  auto via = AggregateViaGram(**ortho, g, 3, Eigen::VectorXd());
+  ASSERT_TRUE(via.ok());
+  EXPECT_LT((*via - *a).norm(), 1e-9 * a->norm());
+  EXPECT_FALSE(CreateAggregator({"flag", 2, {{"orthogonal_init", 2}}, 1}).ok());
 }
 
 TEST(Flag, InjectedSubspaceShapeIsChecked) {
