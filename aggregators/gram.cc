@@ -73,8 +73,7 @@ void AccumulateGramBlock(const double* block, Eigen::Index len, Eigen::Index m4,
         for (Eigen::Index y = 0; y < kTile; ++y) {
           if (j0 + y > i0 + x || i0 + x >= acc.rows()) continue;
           const V8& v = s[x][y];
-          acc(i0 + x, j0 + y) +=
-              ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+          acc(i0 + x, j0 + y) += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
         }
       }
     }

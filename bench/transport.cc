@@ -875,8 +875,7 @@ int main(int argc, char** argv) {
   // Messages one request of `rows` rows is split into.
   auto parts_of = [&](int64_t rows, size_t row_floats) -> double {
     const size_t per = part_rows(row_floats);
-    return per == SIZE_MAX ? 1.0
-                           : static_cast<double>((static_cast<size_t>(rows) + per - 1) / per);
+    return per == SIZE_MAX ? 1.0 : static_cast<double>((static_cast<size_t>(rows) + per - 1) / per);
   };
   if (o.checksum == "always") {
     co.checksum = phalanx::ChecksumMode::kAlways;
@@ -986,8 +985,7 @@ int main(int argc, char** argv) {
     rows.push_back(ThroughputRow("pull " + std::to_string(nb / 1000) + "k keys x 16 f", ps, rs,
                                  sparse_bytes_pull, static_cast<double>(nb)));
     // The histogram is per message: a request of several parts costs their sum.
-    const double server_s =
-        ServerTimes::Read(server_http).MeanPull(before) * parts_of(nb, kDim);
+    const double server_s = ServerTimes::Read(server_http).MeanPull(before) * parts_of(nb, kDim);
     note(rows.back().op, ps.Median(), rs.Median(), server_s, send_side(5, [&](int i) {
            return ok(client->PullAsync(kEmb, key_sets[i % kKeySets], kDim, 0, out.data(), true));
          }));
@@ -1008,8 +1006,7 @@ int main(int argc, char** argv) {
         &rs, &ps);
     rows.push_back(ThroughputRow("push " + std::to_string(nb / 1000) + "k keys x 16 f", ps, rs,
                                  sparse_bytes_pull, static_cast<double>(nb)));
-    const double server_s =
-        ServerTimes::Read(server_http).MeanPush(before) * parts_of(nb, kDim);
+    const double server_s = ServerTimes::Read(server_http).MeanPush(before) * parts_of(nb, kDim);
     note(rows.back().op, ps.Median(), rs.Median(), server_s, send_side(5, [&](int i) {
            return ok(client->PushAsync(kEmb, key_sets[i % kKeySets], kDim, grads.data(), 0, false));
          }));
@@ -1055,8 +1052,7 @@ int main(int argc, char** argv) {
     Alternate(
         o.rounds, o.dense_iters,
         [&](int64_t) {
-          raw.CallParts(dkeys.data(), dkeys.size(), dgrad.data(), ddim * 4, false,
-                        part_rows(ddim));
+          raw.CallParts(dkeys.data(), dkeys.size(), dgrad.data(), ddim * 4, false, part_rows(ddim));
         },
         [&](int64_t) {
           Check(client->Push(kDense, dkeys, ddim, dgrad.data(), 0, false), "dense push");
@@ -1110,7 +1106,8 @@ int main(int argc, char** argv) {
   std::printf(
       "\nwhere the Phalanx time goes (server handler = mean of the server's own "
       "pull/push histogram over the case times the parts per request; with parts it "
-      "overlaps the transfer, so 'rest' can be below the raw time; client send = the *Async call alone, timed in a "
+      "overlaps the transfer, so 'rest' can be below the raw time; client send = the *Async call "
+      "alone, timed in a "
       "separate short loop, so the parts need not sum exactly on a noisy machine):\n");
   for (const auto& n : notes) std::printf("%s\n", n.c_str());
   std::printf(

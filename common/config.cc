@@ -1,12 +1,12 @@
 #include "common/config.h"
 
-#include "common/toml_section.h"
-
 #include <toml++/toml.h>
 
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "common/toml_section.h"
 
 namespace phalanx {
 namespace {

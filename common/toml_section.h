@@ -24,8 +24,7 @@ namespace phalanx {
 class TomlSection {
  public:
   // `table` may be null (the section is absent): every read is then a no-op.
-  TomlSection(const toml::table* table, std::string name)
-      : table_(table), name_(std::move(name)) {}
+  TomlSection(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
 
   // Sets *out when `key` is present; a wrong type or range is remembered and
   // returned by Finish().
@@ -53,8 +52,8 @@ class TomlSection {
       if (std::is_unsigned_v<T> && v < 0) {
         status_ = InvalidArgument(where + " must not be negative");
       } else if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-                 (v > 0 &&
-                  static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+                 (v > 0 && static_cast<uint64_t>(v) >
+                               static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
         status_ = InvalidArgument(where + " is out of range");
       } else {
         *out = static_cast<T>(v);

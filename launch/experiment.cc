@@ -1,7 +1,5 @@
 #include "launch/experiment.h"
 
-#include "launch/child_process.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -22,6 +20,7 @@
 #include <thread>
 
 #include "common/plot.h"
+#include "launch/child_process.h"
 
 namespace phalanx::launch {
 namespace {

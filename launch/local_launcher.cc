@@ -1,7 +1,5 @@
 #include "launch/local_launcher.h"
 
-#include "launch/child_process.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +22,7 @@
 
 #include "common/plot.h"
 #include "common/transport.h"
+#include "launch/child_process.h"
 #include "launch/fault_proxy.h"
 #include "launch/fault_schedule.h"
 #include "launch/federated_live.h"

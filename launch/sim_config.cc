@@ -1,13 +1,13 @@
 #include "launch/sim_config.h"
 
-#include "common/toml_section.h"
-
 #include <toml++/toml.h>
 
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "common/toml_section.h"
 
 namespace phalanx::launch {
 namespace {

@@ -487,8 +487,7 @@ class ServerImpl final : public Server {
       metrics_.rows_pushed.Increment(keys.size());
       if (!(h.flags & kFlagMoreParts)) {
         // The push's last (or only) part: now it counts as one update.
-        metrics_.staleness.Observe(
-            static_cast<double>(std::max<int64_t>(0, t.version - h.round)));
+        metrics_.staleness.Observe(static_cast<double>(std::max<int64_t>(0, t.version - h.round)));
         t.version++;
         metrics_.pushes.Increment();
       }

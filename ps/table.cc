@@ -138,9 +138,9 @@ class PartitionedTable final : public EmbeddingTable {
     const size_t n = dim_ + state_floats_;
     // Rows are overwritten whole: new ones skip their initial values (about
     // as costly as the copy itself when restoring a snapshot).
-    Run<kOverwriteRow>(
-        keys,
-        [values, n](size_t i, float* row) { std::memcpy(row, values + i * n, n * sizeof(float)); });
+    Run<kOverwriteRow>(keys, [values, n](size_t i, float* row) {
+      std::memcpy(row, values + i * n, n * sizeof(float));
+    });
   }
 
  private:

@@ -488,8 +488,9 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
       const bool last = off + rows >= count;
       ShardPart part;
       part.server = static_cast<int>(s);
-      Buffer k = last && off == 0 ? std::move(key_bufs[s])
-                                  : key_bufs[s].Slice(off * sizeof(uint64_t), rows * sizeof(uint64_t));
+      Buffer k = last && off == 0
+                     ? std::move(key_bufs[s])
+                     : key_bufs[s].Slice(off * sizeof(uint64_t), rows * sizeof(uint64_t));
       Buffer v = last && off == 0 ? std::move(val_bufs[s])
                                   : val_bufs[s].Slice(off * row_bytes, rows * row_bytes);
       I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, std::move(k),

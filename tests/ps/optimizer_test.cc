@@ -2,6 +2,8 @@
 // steps, against a scalar double-precision reference written from the
 // formulas in ps/internal/optimizer.h.
 
+#include "ps/internal/optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include <memory>
 #include <vector>
 
-#include "ps/internal/optimizer.h"
 #include "ps/table.h"
 
 namespace phalanx::ps {

@@ -112,7 +112,6 @@ TEST_F(ClientClusterTest, UniqueKeysRouteToBothShardsAndComeBackInOrder) {
   EXPECT_TRUE(client_->Pull(kTable, {}, kDim, 0, nullptr).ok());
 }
 
-
 // Requests larger than max_part_bytes go out as parts (pulls always, pushes
 // with split_pushes): the caller sees the same rows, a split push moves each
 // row by exactly one step and each shard's version by exactly one.
