@@ -102,12 +102,17 @@ INSTANTIATE_TEST_SUITE_P(All, FlagLiteralTest,
                                          FlagCase{9, 80, 4, 8.0, 4}, FlagCase{5, 40, 2, 0.0, 5},
                                          FlagCase{6, 50, 8, 0.0, 1}));  // r > p
 
-TEST(Flag, DefaultInitIsDeterministicAndBounded) {
-  std::mt19937_64 rng(3);
+// d x n gradients: N(0, 1) entries around a common shift.
+Eigen::MatrixXd ShiftedNormal(Eigen::Index d, Eigen::Index n, double shift, uint64_t seed) {
+  std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal;
-  Eigen::MatrixXd g(500, 15);
-  for (auto& v : g.reshaped()) v = normal(rng);
-  g.colwise() += Eigen::VectorXd::Constant(500, 0.3);
+  Eigen::MatrixXd g(d, n);
+  for (auto& v : g.reshaped()) v = normal(rng) + shift;
+  return g;
+}
+
+TEST(Flag, DefaultInitIsDeterministicAndBounded) {
+  const Eigen::MatrixXd g = ShiftedNormal(500, 15, 0.3, 3);
   auto a = CreateAggregator({"flag", 3, {}, 11});
   auto b = CreateAggregator({"flag", 3, {}, 11});
   ASSERT_TRUE(a.ok() && b.ok());
@@ -122,11 +127,7 @@ TEST(Flag, DefaultInitIsDeterministicAndBounded) {
 // limit of the seeded random one. On d = 20000 the two agree to O(r/d), and
 // the seeded one stays available (orthogonal_init = 0, or an init_seed).
 TEST(Flag, OrthogonalInitIsTheLargeDimensionLimitOfTheSeededOne) {
-  std::mt19937_64 rng(5);
-  std::normal_distribution<double> normal;
-  Eigen::MatrixXd g(20000, 9);
-  for (auto& v : g.reshaped()) v = normal(rng);
-  g.colwise() += Eigen::VectorXd::Constant(20000, 0.05);
+  const Eigen::MatrixXd g = ShiftedNormal(20000, 9, 0.05, 5);
   auto ortho = CreateAggregator({"flag", 2, {}, 1});
   auto seeded = CreateAggregator({"flag", 2, {{"orthogonal_init", 0}}, 1});
   auto by_seed = CreateAggregator({"flag", 2, {{"init_seed", 3}}, 1});
