@@ -14,14 +14,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testutil::Process;
+using testutil::ReadAll;
 using testutil::TempDir;
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 TEST(ExperimentTest, SweepsGridWritesReportAndResumes) {
   fs::path dir = TempDir("experiment");

@@ -21,14 +21,8 @@ namespace fs = std::filesystem;
 using testutil::HttpGet;
 using testutil::Process;
 using testutil::ProcessCluster;
+using testutil::ReadAll;
 using testutil::TempDir;
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Value of the first sample line starting with `name` (Prometheus text); -1 if absent.
 double Sample(const std::string& text, const std::string& name) {

@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using testutil::Process;
 using testutil::ProcessCluster;
+using testutil::ReadAll;
 
 std::vector<std::string> Sets(const fs::path& ckpt, int rounds) {
   return {"train.rounds=" + std::to_string(rounds),
@@ -53,12 +54,6 @@ double FinalAccuracy(const Process& p) {
   auto end = p.output().find('\n', pos);
   auto j = nlohmann::json::parse(p.output().substr(pos + 11, end - pos - 11), nullptr, false);
   return j.is_discarded() ? -1 : j.value("final_test_accuracy", -1.0);
-}
-
-std::string ReadFile(const fs::path& p) {
-  std::stringstream ss;
-  ss << std::ifstream(p).rdbuf();
-  return ss.str();
 }
 
 // Waits until the scheduler's /status says `role` rank `rank` is (not) alive.
@@ -104,16 +99,16 @@ TEST(RecoveryTest, ServerKilledIsReplacedFromItsSnapshot) {
   fs::path log = c.dir() / "server-1-replacement.log";
   ASSERT_TRUE(replacement.Start(
       c.Args({"server", "--scheduler", c.endpoint(), "--rank", "1", "--restore"}), log.string()));
-  EXPECT_EQ(w0.Wait(300000), 0) << ReadFile(c.dir() / "worker-0.log");
+  EXPECT_EQ(w0.Wait(300000), 0) << ReadAll(c.dir() / "worker-0.log");
   EXPECT_EQ(w1.Wait(300000), 0);
   EXPECT_EQ(w2.Wait(300000), 0);
   EXPECT_NE(w0.output().find("\"round\":300"), std::string::npos);
-  EXPECT_EQ(replacement.Wait(30000), 0) << ReadFile(log);
+  EXPECT_EQ(replacement.Wait(30000), 0) << ReadAll(log);
   EXPECT_EQ(c.scheduler().Wait(30000), 0);
   // The replacement reports how many rounds it lost: the cluster's round at
   // rejoin minus the snapshot's, at most one snapshot interval (plus the
   // round in flight) behind.
-  std::string text = ReadFile(log);
+  std::string text = ReadAll(log);
   std::smatch m;
   std::regex lost(
       R"(table 0: restored at round (\d+), the cluster is at round (\d+): (\d+) update)");
@@ -145,9 +140,9 @@ TEST(RecoveryTest, WorkerKilledAndRestartedRejoinsAtTheCurrentRound) {
   Process& again = c.AddWorker(2);
   EXPECT_EQ(w0.Wait(300000), 0);
   EXPECT_EQ(w1.Wait(300000), 0);
-  EXPECT_EQ(again.Wait(300000), 0) << ReadFile(c.dir() / "worker-2.log");
+  EXPECT_EQ(again.Wait(300000), 0) << ReadAll(c.dir() / "worker-2.log");
   // It joined at the round the cluster was in, not at 0, and ended with the others.
-  std::string log = ReadFile(c.dir() / "worker-2.log");
+  std::string log = ReadAll(c.dir() / "worker-2.log");
   std::smatch m;
   ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(joining at round (\d+))"))) << log;
   EXPECT_GE(std::stoi(m[1]), 100);
@@ -175,7 +170,7 @@ TEST(RecoveryTest, RunSurvivesASchedulerRestart) {
   fs::path log = c.dir() / "scheduler-restarted.log";
   ASSERT_TRUE(sched.Start(c.Args({"scheduler", "--port", port}), log.string()));
   auto http = sched.WaitFor("PHX_HTTP ", 20000);
-  ASSERT_TRUE(http.has_value()) << ReadFile(log);
+  ASSERT_TRUE(http.has_value()) << ReadAll(log);
   // Every node re-registers with its rank: the view is rebuilt, with epochs
   // continuing the old scheduler's.
   nlohmann::json status;
@@ -185,7 +180,7 @@ TEST(RecoveryTest, RunSurvivesASchedulerRestart) {
     if (!status.is_discarded() && status.value("formed", false)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_TRUE(status.value("formed", false)) << ReadFile(log);
+  ASSERT_TRUE(status.value("formed", false)) << ReadAll(log);
   EXPECT_GT(status["epoch"].get<int64_t>(), old_epoch);
   int servers = 0, workers = 0;
   for (const auto& n : status["peers"]) {
@@ -194,11 +189,11 @@ TEST(RecoveryTest, RunSurvivesASchedulerRestart) {
   }
   EXPECT_EQ(servers, 2) << status.dump();
   EXPECT_GE(workers, 1) << status.dump();
-  EXPECT_EQ(w0.Wait(300000), 0) << ReadFile(c.dir() / "worker-0.log");
+  EXPECT_EQ(w0.Wait(300000), 0) << ReadAll(c.dir() / "worker-0.log");
   EXPECT_EQ(w1.Wait(300000), 0);
   EXPECT_NE(w0.output().find("\"round\":1500"), std::string::npos);
   // The restarted scheduler ends the job as usual: servers are told to stop.
-  EXPECT_EQ(sched.Wait(30000), 0) << ReadFile(log);
+  EXPECT_EQ(sched.Wait(30000), 0) << ReadAll(log);
   EXPECT_EQ(c.server(0).Wait(30000), 0);
   EXPECT_EQ(c.server(1).Wait(30000), 0);
   EXPECT_GT(FinalAccuracy(w0), 0.75);
@@ -217,7 +212,7 @@ TEST(RecoveryTest, NodesGiveUpOnASchedulerThatNeverReturns) {
   // for a shutdown notice forever, stops with a clear error after the bound.
   EXPECT_NE(w0.Wait(60000), -1);
   EXPECT_EQ(c.server(0).Wait(60000), 1);
-  std::string log = ReadFile(c.dir() / "server-0.log");
+  std::string log = ReadAll(c.dir() / "server-0.log");
   EXPECT_NE(log.find("lost the scheduler at " + c.endpoint()), std::string::npos) << log;
 }
 
@@ -230,7 +225,7 @@ TEST(RecoveryTest, RestoreWithoutASnapshotFailsClearly) {
                "checkpoint.dir=\"" + dir.string() + "\"", "--set", "checkpoint.every_rounds=10"},
               (dir / "err.log").string()));
   EXPECT_EQ(p.Wait(20000), 1);
-  std::string err = ReadFile(dir / "err.log");
+  std::string err = ReadAll(dir / "err.log");
   EXPECT_NE(err.find("no snapshot for server rank 1"), std::string::npos) << err;
 }
 

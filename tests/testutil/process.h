@@ -14,7 +14,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -165,6 +168,14 @@ inline std::string HttpGet(int port, const std::string& path) {
   close(s);
   auto pos = resp.find("\r\n\r\n");
   return pos == std::string::npos ? "" : resp.substr(pos + 4);
+}
+
+// The whole content of a file ("" when it cannot be read): logs and reports
+// the tests inspect or print on failure.
+inline std::string ReadAll(const std::filesystem::path& p) {
+  std::stringstream ss;
+  ss << std::ifstream(p).rdbuf();
+  return ss.str();
 }
 
 }  // namespace phalanx::testutil

@@ -17,21 +17,12 @@
 namespace phalanx::worker {
 namespace {
 
-std::vector<float> Uniform(size_t n, float scale, uint64_t seed) {
-  internal::SplitMix64 rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) {
-    x = (static_cast<float>(rng.Next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f) * scale;
-  }
-  return v;
-}
-
 Dataset Dense(size_t n, size_t dim, size_t classes, uint64_t seed) {
   Dataset d;
   d.name = "dense";
   d.num_classes = classes;
   d.feature_dim = dim;
-  d.features = Uniform(n * dim, 1.0f, seed);
+  d.features = testing::UniformVector(n * dim, 1.0f, seed);
   internal::SplitMix64 rng(seed + 1);
   for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int32_t>(rng.Next() % classes));
   return d;
@@ -68,7 +59,7 @@ TEST(ModelFastTest, SoftmaxMatchesLossAndGradientOnEveryBlockShape) {
       for (float l2 : {0.0f, 0.01f}) {
         const Dataset data = Dense(200, dim, classes, dim * 31 + classes);
         const auto model = Softmax(dim, classes, l2);
-        const auto theta = Uniform(model->dense_size(), 0.1f, 7);
+        const auto theta = testing::UniformVector(model->dense_size(), 0.1f, 7);
         for (size_t batch : {32u, 1u, 5u, 33u, 64u}) {
           std::vector<size_t> idx;
           for (size_t b = 0; b < batch; ++b) idx.push_back((b * 37 + 11) % data.size());
@@ -85,7 +76,7 @@ TEST(ModelFastTest, SoftmaxMatchesOnFashionMnist) {
   const TrainTest* fm = testing::FashionMnist();
   PHX_REQUIRE_DATA(fm);
   const auto model = Softmax(784, 10, 0.0f);
-  const auto theta = Uniform(model->dense_size(), 0.05f, 3);
+  const auto theta = testing::UniformVector(model->dense_size(), 0.05f, 3);
   std::vector<size_t> idx;
   for (size_t b = 0; b < 32; ++b) idx.push_back(b * 1871 % fm->train.size());
   ExpectClose(*model, fm->train, idx, theta);
@@ -94,7 +85,7 @@ TEST(ModelFastTest, SoftmaxMatchesOnFashionMnist) {
 TEST(ModelFastTest, EmptyBatchAndBadDataKeepTheContract) {
   const Dataset data = Dense(10, 16, 3, 1);
   const auto model = Softmax(16, 3, 0.0f);
-  const auto theta = Uniform(model->dense_size(), 0.1f, 2);
+  const auto theta = testing::UniformVector(model->dense_size(), 0.1f, 2);
   std::vector<float> g(model->dense_size(), 5.0f);
   EXPECT_EQ(model->DenseLossAndGradientFast(data, {}, theta.data(), g.data()), 0.0f);
   for (float v : g) EXPECT_EQ(v, 0.0f);
@@ -123,7 +114,7 @@ TEST(ModelFastTest, MlpFallsBackToLossAndGradientBitwise) {
   auto model = CreateModel(o);
   ASSERT_TRUE(model.ok());
   const Dataset data = Dense(50, 20, 4, 9);
-  const auto theta = Uniform((*model)->dense_size(), 0.2f, 4);
+  const auto theta = testing::UniformVector((*model)->dense_size(), 0.2f, 4);
   const std::vector<size_t> idx = {3, 1, 4, 1, 5, 9, 2, 6};
   std::vector<float> ref((*model)->dense_size()), fast(ref.size());
   const float lr = (*model)->LossAndGradient(data, idx, theta.data(), {}, ref.data(), nullptr);
@@ -135,7 +126,7 @@ TEST(ModelFastTest, MlpFallsBackToLossAndGradientBitwise) {
 TEST(ModelFastTest, SoftmaxIsBitwiseRepeatableOnAnyThread) {
   const Dataset data = Dense(100, 784, 10, 5);
   const auto model = Softmax(784, 10, 0.0f);
-  const auto theta = Uniform(model->dense_size(), 0.1f, 6);
+  const auto theta = testing::UniformVector(model->dense_size(), 0.1f, 6);
   std::vector<size_t> idx;
   for (size_t b = 0; b < 32; ++b) idx.push_back(b * 3 % data.size());
   std::vector<float> here(model->dense_size()), there(model->dense_size());

@@ -16,16 +16,6 @@
 namespace phalanx::worker {
 namespace {
 
-// Uniform in [-scale, scale], like the PS initializer.
-std::vector<float> RandomVector(size_t n, float scale, uint64_t seed) {
-  internal::SplitMix64 rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) {
-    x = (static_cast<float>(rng.Next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f) * scale;
-  }
-  return v;
-}
-
 std::unique_ptr<Model> Make(const ModelOptions& options) {
   auto r = CreateModel(options);
   EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -37,7 +27,7 @@ Dataset RandomDense(size_t n, size_t dim, size_t classes, uint64_t seed) {
   d.name = "random-dense";
   d.num_classes = classes;
   d.feature_dim = dim;
-  d.features = RandomVector(n * dim, 1.0f, seed);
+  d.features = testing::UniformVector(n * dim, 1.0f, seed);
   internal::SplitMix64 rng(seed + 1);
   for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int32_t>(rng.Below(classes)));
   return d;
@@ -144,7 +134,7 @@ TEST(ModelTest, SoftmaxGradientMatchesFiniteDifferences) {
   auto model = Make(o);
   const Dataset data = RandomDense(20, 9, 4, 1);
   const std::vector<size_t> idx = {3, 7, 0, 19, 7, 11};  // a repeat is allowed
-  CheckGradient(*model, data, idx, RandomVector(model->dense_size(), 0.5f, 2), {}, 1e-3);
+  CheckGradient(*model, data, idx, testing::UniformVector(model->dense_size(), 0.5f, 2), {}, 1e-3);
 }
 
 TEST(ModelTest, MlpGradientMatchesFiniteDifferences) {
@@ -157,7 +147,7 @@ TEST(ModelTest, MlpGradientMatchesFiniteDifferences) {
   auto model = Make(o);
   const Dataset data = RandomDense(16, 7, 3, 3);
   const std::vector<size_t> idx = {1, 2, 5, 8, 13};
-  CheckGradient(*model, data, idx, RandomVector(model->dense_size(), 0.5f, 4), {}, 1e-3);
+  CheckGradient(*model, data, idx, testing::UniformVector(model->dense_size(), 0.5f, 4), {}, 1e-3);
 }
 
 // Rows for `keys` plus a key the batch does not use (its gradient must be 0).
@@ -166,7 +156,7 @@ SparseRows RowsFor(const Model& model, std::vector<uint64_t> keys, uint64_t seed
   std::sort(keys.begin(), keys.end());
   SparseRows rows;
   rows.keys = keys;
-  rows.values = RandomVector(keys.size() * model.embedding_dim(), 0.5f, seed);
+  rows.values = testing::UniformVector(keys.size() * model.embedding_dim(), 0.5f, seed);
   return rows;
 }
 
@@ -184,10 +174,11 @@ TEST(ModelTest, EmbeddingBagGradientMatchesFiniteDifferences) {
       const std::vector<size_t> idx = {0, 2, 3, 6, 9};
       SparseRows rows = RowsFor(*model, model->SparseKeys(data, idx), 6);
       ASSERT_TRUE(model->Validate(data).ok());
-      CheckGradient(*model, data, idx, RandomVector(model->dense_size(), 0.5f, 7), rows, 1e-3);
+      CheckGradient(*model, data, idx, testing::UniformVector(model->dense_size(), 0.5f, 7), rows,
+                    1e-3);
 
       std::vector<float> dg(model->dense_size()), sg(rows.values.size(), 1.0f);
-      std::vector<float> dense = RandomVector(model->dense_size(), 0.5f, 7);
+      std::vector<float> dense = testing::UniformVector(model->dense_size(), 0.5f, 7);
       (void)model->LossAndGradient(data, idx, dense.data(), rows, dg.data(), sg.data());
       const size_t unused =
           std::lower_bound(rows.keys.begin(), rows.keys.end(), 999999u) - rows.keys.begin();
@@ -218,7 +209,7 @@ TEST(ModelTest, EmbeddingBagSparseKeysAndUnsortedRows) {
     reversed.values.insert(reversed.values.end(), rows.values.begin() + k * 3,
                            rows.values.begin() + k * 3 + 3);
   }
-  const auto dense = RandomVector(model->dense_size(), 0.5f, 11);
+  const auto dense = testing::UniformVector(model->dense_size(), 0.5f, 11);
   std::vector<float> dg1(dense.size()), dg2(dense.size()), sg1(rows.values.size()),
       sg2(rows.values.size());
   const float l1 = model->LossAndGradient(data, idx, dense.data(), rows, dg1.data(), sg1.data());
@@ -260,7 +251,7 @@ TEST(ModelTest, EmptyBatchAndInvalidData) {
   auto model = Make(o);
   const Dataset good = RandomDense(4, 5, 3, 12);
   EXPECT_TRUE(model->Validate(good).ok());
-  const auto dense = RandomVector(model->dense_size(), 0.1f, 13);
+  const auto dense = testing::UniformVector(model->dense_size(), 0.1f, 13);
   std::vector<float> grad(model->dense_size(), 5.0f);
   EXPECT_EQ(model->LossAndGradient(good, {}, dense.data(), {}, grad.data(), nullptr), 0.0f);
   EXPECT_TRUE(std::all_of(grad.begin(), grad.end(), [](float g) { return g == 0.0f; }));
@@ -297,7 +288,7 @@ TEST(ModelTest, MlpBatchGradientIsFast) {
   o.kind = "mlp";
   auto model = Make(o);
   const Dataset data = RandomDense(64, 784, 10, 15);
-  const auto dense = RandomVector(model->dense_size(), 0.05f, 16);
+  const auto dense = testing::UniformVector(model->dense_size(), 0.05f, 16);
   std::vector<float> grad(model->dense_size());
   const auto idx = Iota(64);
   std::vector<double> ms;
@@ -325,7 +316,7 @@ TEST(TrainingTest, SoftmaxSgdOnFashionMnist) {
   ModelOptions o;
   o.kind = "softmax";
   auto model = Make(o);
-  std::vector<float> w = RandomVector(model->dense_size(), 0.05f, 17);
+  std::vector<float> w = testing::UniformVector(model->dense_size(), 0.05f, 17);
   std::vector<float> grad(w.size());
   constexpr size_t kTrain = 10000, kBatch = 64, kSteps = 300;
   constexpr float kLr = 0.1f;
@@ -361,7 +352,7 @@ TEST(TrainingTest, EmbeddingBagAdagradOnSpam) {
   auto row_of = [&](uint64_t key) {
     auto [it, fresh] = slot.emplace(key, slot.size());
     if (fresh) {
-      const auto init = RandomVector(dim, 0.01f, key);
+      const auto init = testing::UniformVector(dim, 0.01f, key);
       values.insert(values.end(), init.begin(), init.end());
       accum.resize(values.size(), 0.0f);
     }
@@ -383,7 +374,7 @@ TEST(TrainingTest, EmbeddingBagAdagradOnSpam) {
       p[i] -= kLr * g[i] / (std::sqrt(accum[i]) + 1e-8f);
     }
   };
-  std::vector<float> w = RandomVector(model->dense_size(), 0.05f, 18);
+  std::vector<float> w = testing::UniformVector(model->dense_size(), 0.05f, 18);
   std::vector<float> w_accum(w.size()), grad(w.size()), sparse_grad;
   constexpr size_t kBatch = 32;
   const auto perm = ShardIndices(tt->train.size(), 0, 1, 19);

@@ -8,10 +8,22 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "worker/dataset.h"
+#include "worker/internal/random.h"
 
 namespace phalanx::worker::testing {
+
+// n values uniform in [-scale, scale], like the PS initializer.
+inline std::vector<float> UniformVector(size_t n, float scale, uint64_t seed) {
+  internal::SplitMix64 rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) {
+    x = (static_cast<float>(rng.Next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f) * scale;
+  }
+  return v;
+}
 
 inline std::string SpamDir() { return std::string(PHX_SOURCE_DIR) + "/data/spam-assassin/data"; }
 
