@@ -38,50 +38,56 @@ void Partition::TooManyRows() {
 
 void Partition::GrowIndex() {
   const auto slots = static_cast<size_t>(std::ceil(static_cast<double>(rows_ + 1) / kGrowLoad));
-  Rehash(std::max(slots, capacity_ + 1));
+  Rehash(std::max(slots, buckets_ * kSlotsPerBucket + 1));
 }
 
 void Partition::Rehash(size_t min_slots) {
+  const size_t min_buckets = (min_slots + kSlotsPerBucket - 1) / kSlotsPerBucket;
   MappedRegion fresh;
-  if (!fresh.Reserve(min_slots * sizeof(Slot))) OutOfMemory("index", min_slots * sizeof(Slot));
-  // Page rounding leaves room for more slots at no cost; use it.
-  const size_t capacity = fresh.capacity() / sizeof(Slot);
-  Slot* dst = reinterpret_cast<Slot*>(fresh.data());
+  if (!fresh.Reserve(min_buckets * sizeof(Bucket))) {
+    OutOfMemory("index", min_buckets * sizeof(Bucket));
+  }
+  // Page rounding leaves room for more buckets at no cost; use them.
+  const size_t num_buckets = fresh.capacity() / sizeof(Bucket);
+  Bucket* dst = reinterpret_cast<Bucket*>(fresh.data());
 
   // Batched and prefetched like the lookups: each insertion into the new
   // index is a cache miss, so keep kAhead of them in flight.
   constexpr size_t kAhead = 16;
   struct Pending {
-    Slot slot;
+    uint64_t key;
+    uint32_t row;
     size_t home;
   };
   Pending ring[kAhead];
   size_t head = 0;
   size_t count = 0;
   auto place = [&](const Pending& p) {
-    size_t i = p.home;
-    while (dst[i].row_plus_one != 0) {
-      if (++i == capacity) i = 0;
-    }
-    dst[i] = p.slot;
+    Bucket* b = dst + p.home;
+    while (b->count == kSlotsPerBucket) b = b + 1 == dst + num_buckets ? dst : b + 1;
+    b->keys[b->count] = p.key;
+    b->rows[b->count] = p.row;
+    ++b->count;
   };
-  const Slot* src = slots();
-  for (size_t j = 0; j < capacity_; ++j) {
-    if (src[j].row_plus_one == 0) continue;
-    if (count == kAhead) {
-      place(ring[head]);
-      head = (head + 1) % kAhead;
-      --count;
+  const Bucket* src = buckets();
+  for (size_t i = 0; i < buckets_; ++i) {
+    for (uint32_t k = 0; k < src[i].count; ++k) {
+      if (count == kAhead) {
+        place(ring[head]);
+        head = (head + 1) % kAhead;
+        --count;
+      }
+      Pending p{src[i].keys[k], src[i].rows[k], Home(HashKey(src[i].keys[k]), num_buckets)};
+      __builtin_prefetch(dst + p.home, 1);
+      ring[(head + count) % kAhead] = p;
+      ++count;
     }
-    Pending p{src[j], Home(HashKey(src[j].key()), capacity)};
-    __builtin_prefetch(dst + p.home, 1);
-    ring[(head + count) % kAhead] = p;
-    ++count;
   }
   for (; count > 0; --count, head = (head + 1) % kAhead) place(ring[head]);
 
   index_ = std::move(fresh);
-  capacity_ = capacity;
+  buckets_ = num_buckets;
+  const size_t capacity = num_buckets * kSlotsPerBucket;
   grow_at_ = std::min(static_cast<size_t>(static_cast<double>(capacity) * kMaxLoad), capacity - 1);
 }
 

@@ -15,6 +15,8 @@
 #include <random>
 #include <vector>
 
+#include "ps/internal/partition.h"
+
 namespace phalanx::ps {
 namespace {
 
@@ -163,6 +165,53 @@ TEST(TableTest, CollisionlessIncludingSpecialKeys) {
   EXPECT_TRUE(table->Contains(UINT64_MAX));
   EXPECT_FALSE(table->Contains(UINT64_MAX - 2));
   EXPECT_EQ(Dump(*table).size(), keys.size());
+}
+
+// Keys whose home is the index's last bucket overflow it and wrap around to
+// the first: every one must still be found, absent keys must not be, and a
+// rehash must keep them all.
+TEST(TableTest, OverflowingBucketsWrapAroundTheIndex) {
+  internal::Partition part(/*row_floats=*/2, /*expected_rows=*/200);
+  const size_t buckets = part.index_capacity() / internal::Partition::kSlotsPerBucket;
+  auto home = [buckets](uint64_t key) {
+    __extension__ using Uint128 = unsigned __int128;
+    return static_cast<size_t>((static_cast<Uint128>(internal::HashKey(key)) * buckets) >> 64);
+  };
+  std::vector<uint64_t> last_home;
+  for (uint64_t k = 0; last_home.size() < 3 * internal::Partition::kSlotsPerBucket; ++k) {
+    if (home(k) == buckets - 1) last_home.push_back(k);
+  }
+  auto init = [](uint64_t key, float* row) {
+    row[0] = static_cast<float>(key);
+    row[1] = -1.0f;
+  };
+  std::vector<uint32_t> rows;
+  for (uint64_t k : last_home) rows.push_back(part.FindOrInsert(k, internal::HashKey(k), init));
+  ASSERT_EQ(part.size(), last_home.size());
+  for (size_t i = 0; i < last_home.size(); ++i) {
+    const uint64_t k = last_home[i];
+    EXPECT_EQ(part.Find(k, internal::HashKey(k)), rows[i]) << k;
+    EXPECT_EQ(part.FindOrInsert(k, internal::HashKey(k), init), rows[i]);
+    EXPECT_EQ(part.Row(rows[i])[0], static_cast<float>(k));
+  }
+  EXPECT_EQ(part.size(), last_home.size());
+  uint64_t absent = last_home.back() + 1;
+  while (home(absent) != buckets - 1) ++absent;
+  EXPECT_EQ(part.Find(absent, internal::HashKey(absent)), -1);
+  // Growing past the initial size rehashes: every key keeps its row.
+  for (uint64_t k = 1'000'000; part.size() < 2000; ++k) {
+    part.FindOrInsert(k, internal::HashKey(k), init);
+  }
+  ASSERT_GT(part.index_capacity(), buckets * internal::Partition::kSlotsPerBucket);
+  for (size_t i = 0; i < last_home.size(); ++i) {
+    EXPECT_EQ(part.Find(last_home[i], internal::HashKey(last_home[i])), rows[i]);
+  }
+  size_t seen = 0;
+  part.ForEach([&](uint64_t key, const float* row) {
+    EXPECT_EQ(row[0], static_cast<float>(key));
+    ++seen;
+  });
+  EXPECT_EQ(seen, part.size());
 }
 
 TEST(TableTest, GrowthKeepsContents) {
