@@ -64,7 +64,7 @@ class PartitionedTable final : public EmbeddingTable {
         (options.initial_capacity + options.num_partitions - 1) / options.num_partitions;
     parts_.reserve(options.num_partitions);
     for (uint32_t p = 0; p < options.num_partitions; ++p) {
-      parts_.push_back(std::make_unique<Partition>(dim_ + state_floats_, per_part));
+      parts_.push_back(std::make_unique<Partition>(dim_, state_floats_, per_part));
     }
     const OptimizerOptions& o = options.optimizer;
     params_.lr = o.learning_rate;
@@ -83,13 +83,13 @@ class PartitionedTable final : public EmbeddingTable {
     if (dim == 16) {
       // A constant-size copy compiles to one 64-byte load/store pair instead
       // of a call to memcpy, which matters at ~25 ns per row.
-      Run<kPrefetchWeights>(keys, [out](size_t i, float* row) {
-        std::memcpy(out + i * 16, row, 16 * sizeof(float));
+      Run<kPrefetchWeights>(keys, [out](size_t i, float* w, float*) {
+        std::memcpy(out + i * 16, w, 16 * sizeof(float));
       });
       return;
     }
-    Run<kPrefetchWeights>(keys, [out, dim](size_t i, float* row) {
-      std::memcpy(out + i * dim, row, dim * sizeof(float));
+    Run<kPrefetchWeights>(keys, [out, dim](size_t i, float* w, float*) {
+      std::memcpy(out + i * dim, w, dim * sizeof(float));
     });
   }
 
@@ -128,18 +128,26 @@ class PartitionedTable final : public EmbeddingTable {
 
   void ForEach(
       const std::function<void(uint64_t key, std::span<const float> row)>& fn) const override {
-    const size_t n = dim_ + state_floats_;
+    // Stored rows are [weights | state]; the partition keeps the two apart.
+    std::vector<float> row(dim_ + state_floats_);
+    const size_t weight_bytes = dim_ * sizeof(float), state_bytes = state_floats_ * sizeof(float);
     for (const auto& p : parts_) {
-      p->ForEach([&fn, n](uint64_t key, const float* row) { fn(key, {row, n}); });
+      p->ForEach([&](uint64_t key, const float* w, const float* state) {
+        std::memcpy(row.data(), w, weight_bytes);
+        if (state_bytes != 0) std::memcpy(row.data() + dim_, state, state_bytes);
+        fn(key, row);
+      });
     }
   }
 
   void Import(std::span<const uint64_t> keys, const float* values) override {
-    const size_t n = dim_ + state_floats_;
+    const size_t n = dim_ + state_floats_, dim = dim_;
+    const size_t weight_bytes = dim * sizeof(float), state_bytes = state_floats_ * sizeof(float);
     // Rows are overwritten whole: new ones skip their initial values (about
     // as costly as the copy itself when restoring a snapshot).
-    Run<kOverwriteRow>(keys, [values, n](size_t i, float* row) {
-      std::memcpy(row, values + i * n, n * sizeof(float));
+    Run<kOverwriteRow>(keys, [=](size_t i, float* w, float* state) {
+      std::memcpy(w, values + i * n, weight_bytes);
+      if (state_bytes != 0) std::memcpy(state, values + i * n + dim, state_bytes);
     });
   }
 
@@ -151,23 +159,23 @@ class PartitionedTable final : public EmbeddingTable {
     switch (options_.optimizer.kind) {
       case OptimizerKind::kSgd:
         if (p.momentum != 0.0f) {
-          Run(keys, [&p, grads, dim](size_t i, float* row) {
-            internal::MomentumStep<kDim>(p, dim, grads + i * dim, row);
+          Run(keys, [&p, grads, dim](size_t i, float* w, float* state) {
+            internal::MomentumStep<kDim>(p, dim, grads + i * dim, w, state);
           });
         } else {
-          Run(keys, [&p, grads, dim](size_t i, float* row) {
-            internal::SgdStep<kDim>(p, dim, grads + i * dim, row);
+          Run(keys, [&p, grads, dim](size_t i, float* w, float* state) {
+            internal::SgdStep<kDim>(p, dim, grads + i * dim, w, state);
           });
         }
         break;
       case OptimizerKind::kAdagrad:
-        Run(keys, [&p, grads, dim](size_t i, float* row) {
-          internal::AdagradStep<kDim>(p, dim, grads + i * dim, row);
+        Run(keys, [&p, grads, dim](size_t i, float* w, float* state) {
+          internal::AdagradStep<kDim>(p, dim, grads + i * dim, w, state);
         });
         break;
       case OptimizerKind::kAdam:
-        Run(keys, [&p, grads, dim](size_t i, float* row) {
-          internal::AdamStep<kDim>(p, dim, grads + i * dim, row);
+        Run(keys, [&p, grads, dim](size_t i, float* w, float* state) {
+          internal::AdamStep<kDim>(p, dim, grads + i * dim, w, state);
         });
         break;
     }
@@ -191,11 +199,10 @@ class PartitionedTable final : public EmbeddingTable {
     params_.adam_table_size = size;
   }
 
-  // Writes a new row: its initial weights, then the optimizer's initial state.
-  void InitRow(uint64_t key, float* row) const {
-    InitialRow(key, row);
+  // Writes a new row: its initial weights and the optimizer's initial state.
+  void InitRow(uint64_t key, float* w, float* state) const {
+    InitialRow(key, w);
     if (state_floats_ == 0) return;
-    float* state = row + dim_;
     std::memset(state, 0, state_floats_ * sizeof(float));  // moments, velocity, step 0
     if (options_.optimizer.kind == OptimizerKind::kAdagrad) {
       std::fill(state, state + dim_, options_.optimizer.initial_accumulator);
@@ -203,27 +210,24 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
   // What the pipeline prefetches of a resolved row: the whole row for
-  // writing (Apply, Import), or only its weights for reading (Lookup). A row
-  // with Adam state is 196 B: prefetching all of it for ownership would move
-  // 4-5 cache lines per pulled row where 1-2 are read.
+  // writing (Apply, Import: weights and state), or only its weights for
+  // reading (Lookup: with Adam, 1 line of 64 B where the row and its state
+  // span 4-5).
   // kOverwriteRow: as kPrefetchRow, and a row created by the call is left
   // uninitialised because the visit writes all of it (Import).
   enum PrefetchKind { kPrefetchRow, kPrefetchWeights, kOverwriteRow };
 
   template <PrefetchKind kKind>
-  [[gnu::always_inline]] void PrefetchResolved(const Partition* part, uint32_t row) const {
+  [[gnu::always_inline]] static void PrefetchResolved(const Partition* part, uint32_t row) {
     if constexpr (kKind == kPrefetchRow || kKind == kOverwriteRow) {
       part->PrefetchRow(row);
     } else {
-      const char* p = reinterpret_cast<const char*>(part->Row(row));
-      const size_t bytes = dim_ * sizeof(float);
-      for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0);
-      __builtin_prefetch(p + bytes - 1, 0);  // the last line when the row is not line-aligned
+      part->PrefetchWeights(row);
     }
   }
 
   // Resolves (creating if missing) the row of every key and calls
-  // visit(i, row) for key i, in key order within each partition.
+  // visit(i, weights, state) for key i, in key order within each partition.
   template <PrefetchKind kKind = kPrefetchRow, typename Visit>
   void Run(std::span<const uint64_t> keys, const Visit& visit) {
     const size_t n = keys.size();
@@ -272,9 +276,11 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
   template <PrefetchKind kKind, typename IndexAt, typename Visit>
-  void StreamImpl(const uint64_t* keys, const IndexAt& index_at, size_t n, const Visit& visit) {
-    auto init = [this]([[maybe_unused]] uint64_t key, [[maybe_unused]] float* row) {
-      if constexpr (kKind != kOverwriteRow) InitRow(key, row);
+  [[gnu::flatten]] void StreamImpl(const uint64_t* keys, const IndexAt& index_at, size_t n,
+                                   const Visit& visit) {
+    auto init = [this]([[maybe_unused]] uint64_t key, [[maybe_unused]] float* w,
+                       [[maybe_unused]] float* state) {
+      if constexpr (kKind != kOverwriteRow) InitRow(key, w, state);
     };
     struct Resolved {
       Partition* part;
@@ -295,7 +301,7 @@ class PartitionedTable final : public EmbeddingTable {
       // Visit before resolving: key j reuses the ring entry of key j - kRowAhead.
       if (j >= kRowAhead) {
         const Resolved& r = ring[j % kRowAhead];
-        visit(r.index, r.part->Row(r.row));
+        visit(r.index, r.part->Row(r.row), r.part->State(r.row));
       }
       if (j < n) {
         const size_t i = index_at(j);

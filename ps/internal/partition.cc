@@ -16,19 +16,29 @@ constexpr size_t kMinSlots = 16;
 
 }  // namespace
 
-Partition::Partition(size_t row_floats, size_t expected_rows)
-    : row_floats_(row_floats), row_bytes_(row_floats * sizeof(float)) {
+Partition::Partition(size_t weight_floats, size_t state_floats, size_t expected_rows)
+    : weight_floats_(weight_floats),
+      state_floats_(state_floats),
+      weight_bytes_(weight_floats * sizeof(float)),
+      state_bytes_(state_floats * sizeof(float)) {
   const auto slots = static_cast<size_t>(std::ceil(static_cast<double>(expected_rows) / kMaxLoad));
   Rehash(std::max(slots + 1, kMinSlots));
-  const size_t slab_bytes = std::max<size_t>(expected_rows, 1) * row_bytes_;
-  if (!slab_.Reserve(slab_bytes)) OutOfMemory("row slab", slab_bytes);
+  const size_t rows = std::max<size_t>(expected_rows, 1);
+  if (!weights_.Reserve(rows * weight_bytes_)) OutOfMemory("row slab", rows * weight_bytes_);
+  if (state_bytes_ != 0 && !state_.Reserve(rows * state_bytes_)) {
+    OutOfMemory("optimizer state slab", rows * state_bytes_);
+  }
 }
 
-void Partition::GrowSlab() {
+void Partition::GrowSlabs() {
   // Doubling the reservation costs only address space: pages are backed when
   // a row is first written, and mremap moves no bytes.
-  const size_t want = std::max(slab_.capacity() * 2, (rows_ + 1) * row_bytes_);
-  if (!slab_.Reserve(want)) OutOfMemory("row slab", want);
+  const size_t want = std::max(weights_.capacity() * 2, (rows_ + 1) * weight_bytes_);
+  if (!weights_.Reserve(want)) OutOfMemory("row slab", want);
+  if (state_bytes_ != 0) {
+    const size_t want_state = want / weight_bytes_ * state_bytes_;
+    if (!state_.Reserve(want_state)) OutOfMemory("optimizer state slab", want_state);
+  }
 }
 
 void Partition::TooManyRows() {

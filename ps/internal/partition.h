@@ -26,7 +26,11 @@ inline uint64_t HashKey(uint64_t key) {
   return key;
 }
 
-// Partition maps uint64 keys to rows of `row_floats` floats. The index is an
+// Partition maps uint64 keys to rows: `weight_floats` weights and
+// `state_floats` of optimizer state per row, kept in two slabs (weights of row
+// r at r * weight_floats in one, its state in the other), so that a pull reads
+// a dense array of weights (one line per 16-float row) rather than picking
+// them out of 196-byte Adam rows, two lines each. The index is an
 // open-addressing table of 64-byte buckets, each one cache line holding up to
 // five keys, their row ids and a count (slots fill from the front). A key
 // lives in the first bucket with room from its home bucket on (linear
@@ -37,8 +41,8 @@ inline uint64_t HashKey(uint64_t key) {
 // bucket the key sits, because a mispredicted branch in the probe discards the
 // prefetches already issued for the keys behind it (a loop over 12-byte slots
 // measured 24 ns per key on a table that fits in cache). Rows are appended to
-// a slab and never move: growth rebuilds only the index and extends the slab
-// with mremap, so row ids stay valid and rows are written once. The index
+// the slabs and never move: growth rebuilds only the index and extends the
+// slabs with mremap, so row ids stay valid and rows are written once. The index
 // grows when it is 80% full to a size that makes it 55% full, keeping it at
 // 16-23 B per row, so memory per row stays below row bytes + 23 B (+ page
 // rounding).
@@ -74,22 +78,25 @@ class Partition {
   static constexpr double kGrowLoad = 0.55;
 
   // Sized so that `expected_rows` fit without growing.
-  Partition(size_t row_floats, size_t expected_rows);
+  Partition(size_t weight_floats, size_t state_floats, size_t expected_rows);
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
 
   // The key's home bucket: one cache line.
   void PrefetchSlot(uint64_t hash) const { __builtin_prefetch(buckets() + Home(hash, buckets_)); }
 
-  // Prefetches a row for writing (Apply and lookups of new rows write it).
+  // Prefetches a row's weights and state for writing (Apply, Import, and
+  // lookups of new rows write them).
   void PrefetchRow(uint32_t row) const {
-    const char* p = reinterpret_cast<const char*>(Row(row));
-    for (size_t off = 0; off < row_bytes_; off += 64) __builtin_prefetch(p + off, 1);
-    if (row_bytes_ % 64 != 0) __builtin_prefetch(p + row_bytes_ - 1, 1);
+    PrefetchLines<1>(Row(row), weight_bytes_);
+    if (state_bytes_ != 0) PrefetchLines<1>(State(row), state_bytes_);
   }
+  // Prefetches a row's weights for reading (Lookup).
+  void PrefetchWeights(uint32_t row) const { PrefetchLines<0>(Row(row), weight_bytes_); }
 
   // The row of `key` (whose HashKey is `hash`), created with
-  // init(key, float* row) if missing. May grow the index and the slab.
+  // init(key, float* weights, float* state) if missing. May grow the index
+  // and the slabs.
   template <typename InitFn>
   uint32_t FindOrInsert(uint64_t key, uint64_t hash, const InitFn& init) {
     for (;;) {
@@ -104,7 +111,7 @@ class Partition {
         b->keys[b->count] = key;
         b->rows[b->count] = row;
         ++b->count;
-        init(key, Row(row));
+        init(key, Row(row), State(row));
         return row;
       }
       GrowIndex();  // then probe again in the larger index
@@ -120,17 +127,22 @@ class Partition {
     }
   }
 
-  float* Row(uint32_t row) { return reinterpret_cast<float*>(slab_.data()) + row * row_floats_; }
-  const float* Row(uint32_t row) const {
-    return reinterpret_cast<const float*>(slab_.data()) + row * row_floats_;
-  }
+  // Row `row`'s weights and its optimizer state (null without state).
+  float* Row(uint32_t row) { return Floats(weights_) + size_t{row} * weight_floats_; }
+  const float* Row(uint32_t row) const { return Floats(weights_) + size_t{row} * weight_floats_; }
+  float* State(uint32_t row) { return Floats(state_) + size_t{row} * state_floats_; }
+  const float* State(uint32_t row) const { return Floats(state_) + size_t{row} * state_floats_; }
 
-  // Calls fn(key, const float* row) for every row, in index order.
+  // Calls fn(key, const float* weights, const float* state) for every row, in
+  // index order.
   template <typename Fn>
   void ForEach(const Fn& fn) const {
     const Bucket* b = buckets();
     for (size_t i = 0; i < buckets_; ++i) {
-      for (uint32_t k = 0; k < b[i].count; ++k) fn(b[i].keys[k], Row(b[i].rows[k]));
+      for (uint32_t k = 0; k < b[i].count; ++k) {
+        const uint32_t row = b[i].rows[k];
+        fn(b[i].keys[k], Row(row), State(row));
+      }
     }
   }
 
@@ -138,7 +150,8 @@ class Partition {
   size_t index_capacity() const { return buckets_ * kSlotsPerBucket; }  // slots
   // Index plus touched slab pages.
   size_t memory_bytes() const {
-    return index_.capacity() + slab_.ResidentBytes(rows_ * row_bytes_);
+    return index_.capacity() + weights_.ResidentBytes(rows_ * weight_bytes_) +
+           state_.ResidentBytes(rows_ * state_bytes_);
   }
 
  private:
@@ -149,27 +162,43 @@ class Partition {
     return static_cast<size_t>((static_cast<Uint128>(hash) * n) >> 64);
   }
   Bucket* buckets() const { return reinterpret_cast<Bucket*>(index_.data()); }
+  static float* Floats(const MappedRegion& r) { return reinterpret_cast<float*>(r.data()); }
+  // The lines of [p, p + bytes), for reading (rw 0) or writing (rw 1).
+  template <int kRw>
+  static void PrefetchLines(const float* p, size_t bytes) {
+    const char* c = reinterpret_cast<const char*>(p);
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, kRw);
+    // The last line when the row is not line-aligned. (Unconditionally, the
+    // repeated write prefetch of a 64-byte row's one line halved Apply.)
+    if (bytes % 64 != 0) __builtin_prefetch(c + bytes - 1, kRw);
+  }
 
   uint32_t AppendRow() {
-    if ((rows_ + 1) * row_bytes_ > slab_.capacity()) GrowSlab();
+    if ((rows_ + 1) * weight_bytes_ > weights_.capacity() ||
+        (rows_ + 1) * state_bytes_ > state_.capacity()) {
+      GrowSlabs();
+    }
     if (rows_ >= kMaxRows) TooManyRows();
     return static_cast<uint32_t>(rows_++);
   }
   // Row ids are uint32.
   static constexpr size_t kMaxRows = UINT32_MAX;
   [[noreturn]] static void TooManyRows();
-  void GrowSlab();
+  void GrowSlabs();
   void GrowIndex();
   // Allocates an index of at least `slots` slots (using all of the mapped
   // pages) and moves every entry into it.
   void Rehash(size_t slots);
 
-  const size_t row_floats_;
-  const size_t row_bytes_;
+  const size_t weight_floats_;
+  const size_t state_floats_;
+  const size_t weight_bytes_;
+  const size_t state_bytes_;
   MappedRegion index_;
   size_t buckets_ = 0;
   size_t grow_at_ = 0;  // rows at which the index grows
-  MappedRegion slab_;
+  MappedRegion weights_;
+  MappedRegion state_;  // empty when state_floats_ == 0
   size_t rows_ = 0;
 };
 

@@ -175,8 +175,8 @@ TEST(OptimizerTest, AdamBiasTableIsBitIdenticalToComputing) {
   for (size_t c = 0; c < kWidth; ++c) a[c] = b[c] = 0.1f * static_cast<float>(c);
   for (int t = 0; t < 100; ++t) {
     for (size_t c = 0; c < kWidth; ++c) g[c] = Grad(3, t, static_cast<uint32_t>(c));
-    internal::AdamStep(computed, kWidth, g.data(), a.data());
-    internal::AdamStep<kWidth>(cached, kWidth, g.data(), b.data());
+    internal::AdamStep(computed, kWidth, g.data(), a.data(), a.data() + kWidth);
+    internal::AdamStep<kWidth>(cached, kWidth, g.data(), b.data(), b.data() + kWidth);
     ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "step " << t;
   }
 }

@@ -171,7 +171,7 @@ TEST(TableTest, CollisionlessIncludingSpecialKeys) {
 // the first: every one must still be found, absent keys must not be, and a
 // rehash must keep them all.
 TEST(TableTest, OverflowingBucketsWrapAroundTheIndex) {
-  internal::Partition part(/*row_floats=*/2, /*expected_rows=*/200);
+  internal::Partition part(/*weight_floats=*/2, /*state_floats=*/1, /*expected_rows=*/200);
   const size_t buckets = part.index_capacity() / internal::Partition::kSlotsPerBucket;
   auto home = [buckets](uint64_t key) {
     __extension__ using Uint128 = unsigned __int128;
@@ -181,9 +181,10 @@ TEST(TableTest, OverflowingBucketsWrapAroundTheIndex) {
   for (uint64_t k = 0; last_home.size() < 3 * internal::Partition::kSlotsPerBucket; ++k) {
     if (home(k) == buckets - 1) last_home.push_back(k);
   }
-  auto init = [](uint64_t key, float* row) {
-    row[0] = static_cast<float>(key);
-    row[1] = -1.0f;
+  auto init = [](uint64_t key, float* w, float* state) {
+    w[0] = static_cast<float>(key);
+    w[1] = -1.0f;
+    state[0] = static_cast<float>(key) + 1;
   };
   std::vector<uint32_t> rows;
   for (uint64_t k : last_home) rows.push_back(part.FindOrInsert(k, internal::HashKey(k), init));
@@ -207,8 +208,9 @@ TEST(TableTest, OverflowingBucketsWrapAroundTheIndex) {
     EXPECT_EQ(part.Find(last_home[i], internal::HashKey(last_home[i])), rows[i]);
   }
   size_t seen = 0;
-  part.ForEach([&](uint64_t key, const float* row) {
-    EXPECT_EQ(row[0], static_cast<float>(key));
+  part.ForEach([&](uint64_t key, const float* w, const float* state) {
+    EXPECT_EQ(w[0], static_cast<float>(key));
+    EXPECT_EQ(state[0], static_cast<float>(key) + 1);
     ++seen;
   });
   EXPECT_EQ(seen, part.size());
