@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -218,6 +219,7 @@ class Child {
     if (pipe2(fds, O_CLOEXEC) != 0) return false;
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a killed bench
       dup2(fds[1], 1);
       int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (log >= 0) dup2(log, 2);
@@ -807,6 +809,7 @@ int main(int argc, char** argv) {
   if (pipe(port_pipe) != 0) return 1;
   pid_t raw_pid = fork();
   if (raw_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(port_pipe[0]);
     RawServerMain(port_pipe[1]);
   }

@@ -76,6 +76,7 @@ class PartitionedTable final : public EmbeddingTable {
     params_.log_beta1 = std::log(static_cast<double>(o.beta1));
     params_.log_beta2 = std::log(static_cast<double>(o.beta2));
     if (o.kind == OptimizerKind::kAdam) BuildAdamTable();
+    wide_ = parts_[0]->wide();
   }
 
   void Lookup(std::span<const uint64_t> keys, float* out) override {
@@ -217,9 +218,15 @@ class PartitionedTable final : public EmbeddingTable {
   // uninitialised because the visit writes all of it (Import).
   enum PrefetchKind { kPrefetchRow, kPrefetchWeights, kOverwriteRow };
 
-  template <PrefetchKind kKind>
+  template <PrefetchKind kKind, bool kWide>
   [[gnu::always_inline]] static void PrefetchResolved(const Partition* part, uint32_t row) {
-    if constexpr (kKind == kPrefetchRow || kKind == kOverwriteRow) {
+    if constexpr (kWide) {
+      if constexpr (kKind == kPrefetchWeights) {
+        part->PrefetchHead<0, false>(row);
+      } else {
+        part->PrefetchHead<1, true>(row);
+      }
+    } else if constexpr (kKind == kPrefetchRow || kKind == kOverwriteRow) {
       part->PrefetchRow(row);
     } else {
       part->PrefetchWeights(row);
@@ -263,19 +270,29 @@ class PartitionedTable final : public EmbeddingTable {
   // is null). Step j prefetches the index slot of key j + kSlotAhead, probes
   // key j (its slot is in cache by now) and prefetches its row, and visits key
   // j - kRowAhead (its row is in cache by now). Rows are carried as ids, not
-  // pointers, because an insertion may move the slab.
+  // pointers, because an insertion may move the slab. Wide rows get their own
+  // instantiation, so the prefetch of narrow ones stays branch-free.
   template <PrefetchKind kKind, typename Visit>
   void Stream(const uint64_t* keys, const uint32_t* order, size_t n, const Visit& visit) {
+    if (wide_) {
+      StreamOrdered<kKind, true>(keys, order, n, visit);
+    } else {
+      StreamOrdered<kKind, false>(keys, order, n, visit);
+    }
+  }
+
+  template <PrefetchKind kKind, bool kWide, typename Visit>
+  void StreamOrdered(const uint64_t* keys, const uint32_t* order, size_t n, const Visit& visit) {
     if (order == nullptr) {
-      StreamImpl<kKind>(
+      StreamImpl<kKind, kWide>(
           keys, [](size_t j) { return j; }, n, visit);
     } else {
-      StreamImpl<kKind>(
+      StreamImpl<kKind, kWide>(
           keys, [order](size_t j) -> size_t { return order[j]; }, n, visit);
     }
   }
 
-  template <PrefetchKind kKind, typename IndexAt, typename Visit>
+  template <PrefetchKind kKind, bool kWide, typename IndexAt, typename Visit>
   [[gnu::flatten]] void StreamImpl(const uint64_t* keys, const IndexAt& index_at, size_t n,
                                    const Visit& visit) {
     auto init = [this]([[maybe_unused]] uint64_t key, [[maybe_unused]] float* w,
@@ -309,7 +326,7 @@ class PartitionedTable final : public EmbeddingTable {
         if (j + kSlotAhead < n) prefetch(j + kSlotAhead);
         Partition* part = parts_[h & part_mask_].get();
         const uint32_t row = part->FindOrInsert(keys[i], h, init);
-        PrefetchResolved<kKind>(part, row);
+        PrefetchResolved<kKind, kWide>(part, row);
         ring[j % kRowAhead] = {part, row, i};
       }
     }
@@ -318,6 +335,7 @@ class PartitionedTable final : public EmbeddingTable {
   const size_t dim_;
   const size_t state_floats_;
   const uint64_t part_mask_;
+  bool wide_ = false;  // rows (or their state) wider than Partition::kWideRowBytes
   OptimizerParams params_;
   std::vector<float> adam_table_;  // params_.adam_table points here
   std::vector<std::unique_ptr<Partition>> parts_;
