@@ -61,9 +61,9 @@ void ReferenceStep(const OptimizerOptions& o, double g, Reference& r) {
 
 // Applies kSteps steps to key 1 and kSteps / 2 to key 2 (so per-row Adam
 // step counts differ), checking every weight after every step.
-void CheckAgainstReference(const OptimizerOptions& o) {
+void CheckAgainstReference(const OptimizerOptions& o, uint32_t dim = kDim) {
   TableOptions options;
-  options.dim = kDim;
+  options.dim = dim;
   options.optimizer = o;
   options.init_scale = 0.5f;
   auto created = EmbeddingTable::Create(options);
@@ -72,29 +72,29 @@ void CheckAgainstReference(const OptimizerOptions& o) {
 
   const std::vector<uint64_t> keys = {1, 2};
   std::vector<Reference> ref;
-  std::vector<float> init(kDim);
+  std::vector<float> init(dim);
   for (uint64_t key : keys) {
     table.InitialRow(key, init.data());
-    for (uint32_t c = 0; c < kDim; ++c) {
+    for (uint32_t c = 0; c < dim; ++c) {
       Reference r{init[c]};
       if (o.kind == OptimizerKind::kAdagrad) r.s1 = o.initial_accumulator;
       ref.push_back(r);
     }
   }
-  std::vector<float> grads(keys.size() * kDim), out(keys.size() * kDim);
+  std::vector<float> grads(keys.size() * dim), out(keys.size() * dim);
   for (int t = 0; t < kSteps; ++t) {
     const size_t n = (t % 2 == 0) ? 2 : 1;  // key 2 only every other step
     for (size_t i = 0; i < n; ++i) {
-      for (uint32_t c = 0; c < kDim; ++c) {
-        grads[i * kDim + c] = Grad(keys[i], t, c);
-        ReferenceStep(o, grads[i * kDim + c], ref[i * kDim + c]);
+      for (uint32_t c = 0; c < dim; ++c) {
+        grads[i * dim + c] = Grad(keys[i], t, c);
+        ReferenceStep(o, grads[i * dim + c], ref[i * dim + c]);
       }
     }
     table.Apply({keys.data(), n}, grads.data());
     table.Lookup(keys, out.data());
     for (size_t j = 0; j < out.size(); ++j) {
       ASSERT_NEAR(out[j], ref[j].w, 2e-5 * (1 + std::abs(ref[j].w)))
-          << "step " << t << " key " << keys[j / kDim] << " column " << j % kDim;
+          << "step " << t << " key " << keys[j / dim] << " column " << j % dim;
     }
   }
 }
@@ -179,6 +179,19 @@ TEST(OptimizerTest, AdamBiasTableIsBitIdenticalToComputing) {
     internal::AdamStep<kWidth>(cached, kWidth, g.data(), b.data(), b.data() + kWidth);
     ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << "step " << t;
   }
+}
+
+// Rows wider than Partition::kWideRowBytes take the table's wide-row path
+// (prefetching only their head); the arithmetic must not change.
+TEST(OptimizerTest, WideRowsFollowTheReferenceToo) {
+  OptimizerOptions adam;
+  adam.kind = OptimizerKind::kAdam;
+  adam.learning_rate = 0.01f;
+  CheckAgainstReference(adam, 300);
+  OptimizerOptions momentum;
+  momentum.learning_rate = 0.05f;
+  momentum.momentum = 0.9f;
+  CheckAgainstReference(momentum, 257);
 }
 
 TEST(OptimizerTest, StateFloats) {
