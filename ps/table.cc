@@ -297,16 +297,20 @@ class PartitionedTable final : public EmbeddingTable {
                                    const Visit& visit) {
     auto init = [this]([[maybe_unused]] uint64_t key, [[maybe_unused]] float* w,
                        [[maybe_unused]] float* state) {
-      if constexpr (kKind != kOverwriteRow) InitRow(key, w, state);
+      if constexpr (kKind != kOverwriteRow) {
+        InitRow(key, w, state);
+      } else {
+        (void)this;  // Import overwrites whole rows: nothing to initialise
+      }
     };
     struct Resolved {
       Partition* part;
       uint32_t row;
       size_t index;
     };
-    Resolved ring[kRowAhead];
+    Resolved ring[kRowAhead] = {};
     // Hashes computed at prefetch time, kept until the probe.
-    uint64_t hashes[kSlotAhead];
+    uint64_t hashes[kSlotAhead] = {};
 
     auto prefetch = [&](size_t j) {
       const uint64_t h = HashKey(keys[index_at(j)]);
