@@ -805,8 +805,8 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
         }
       } else if (auto end = line.find(" update(s) lost");
                  end != std::string::npos && line.find("table 0:") != std::string::npos) {
-        auto start = line.rfind(": ", end);
-        if (start != std::string::npos) lost = std::atoll(line.c_str() + start + 2);
+        auto colon = line.rfind(": ", end);
+        if (colon != std::string::npos) lost = std::atoll(line.c_str() + colon + 2);
       }
     }
     if (lost >= 0) res.updates_lost = std::max<int64_t>(res.updates_lost, 0) + lost;

@@ -3,8 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <unordered_map>
 
@@ -142,6 +145,44 @@ struct Client::Impl {
   std::vector<int32_t> owner;
   std::vector<uint32_t> row_in_shard;
   std::vector<size_t> shard_count;
+  // Caller memory lent to ZeroMQ by Push and not yet released by it (the
+  // count is shared with the buffers' owners, which ZeroMQ's I/O thread may
+  // drop after the client is gone).
+  std::shared_ptr<std::atomic<int64_t>> lent = std::make_shared<std::atomic<int64_t>>(0);
+
+  // A Buffer over caller memory [data, data + size) that counts as lent until
+  // its last copy (ZeroMQ's, after a zero-copy send) is dropped.
+  Buffer Lend(const void* data, size_t size) {
+    lent->fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const void> holder(
+        data, [count = lent](const void*) { count->fetch_sub(1, std::memory_order_release); });
+    return Buffer(std::move(holder), static_cast<const std::byte*>(data), size);
+  }
+
+  // Waits until ZeroMQ released every lent buffer. After a successful push
+  // that has happened (the server acknowledged the whole message), or does
+  // within microseconds. After a failure a message may sit in a socket's
+  // queue for a server that will not take it: closing the sockets (linger 0)
+  // makes ZeroMQ drop it; they reconnect on the next request.
+  void ReclaimLent() {
+    const auto start = Clock::now();
+    bool reset = false;
+    while (lent->load(std::memory_order_acquire) != 0) {
+      if (!reset && Clock::now() - start > std::chrono::milliseconds(50)) {
+        spdlog::warn(
+            "worker: a failed push is still queued in ZeroMQ; reconnecting to the servers");
+        for (auto& sock : servers) sock.reset();
+        view.epoch = -1;  // the next request refreshes the view and reconnects
+        reset = true;
+      }
+      if (Clock::now() - start > std::chrono::seconds(30)) {
+        // Returning would let ZeroMQ read memory the caller owns again.
+        spdlog::critical("worker: ZeroMQ kept a lent push buffer for 30 s; aborting");
+        std::abort();
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
 
   Status RefreshView() {
     int64_t epoch = membership->epoch();
@@ -155,7 +196,7 @@ struct Client::Impl {
       checksum[s] = options.checksum == ChecksumMode::kAlways ||
                     (options.checksum == ChecksumMode::kAuto && !IsLoopbackHost(host));
       std::string ep = TcpEndpoint(host, view.servers[s].data_port);
-      if (servers[s] && endpoints[s] == ep) continue;
+      if (servers[s] && endpoints[s] == ep) continue;  // null after ReclaimLent: reconnect
       // New or replaced server: (re)connect.
       PHX_ASSIGN_OR_RETURN(servers[s], Socket::Connect(Socket::Kind::kDealer, ep, options.limits));
       endpoints[s] = ep;
@@ -407,6 +448,12 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
 Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                                    const float* grads, int64_t round, bool all_servers,
                                    bool keys_unique) {
+  return StartPush(table, keys, dim, grads, round, all_servers, keys_unique, /*lend=*/false);
+}
+
+Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
+                                   const float* grads, int64_t round, bool all_servers,
+                                   bool keys_unique, bool lend) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
   if (keys.size() > UINT32_MAX) return InvalidArgument("too many keys in one push");
@@ -424,17 +471,20 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
   const size_t step = I.options.split_pushes ? I.PartRows(dim) : SIZE_MAX;
   const size_t row_bytes = size_t{dim} * sizeof(float);
   if (only >= 0 && !repeats && keys.size() > step) {
-    // One shard, no repeats, several parts: copy each part of the caller's
-    // arrays and send it at once, so the first part is on the wire (and
-    // being applied) while the next one is copied.
+    // One shard, no repeats, several parts: lend or copy each part of the
+    // caller's arrays and send it at once, so the first part is on the wire
+    // (and being applied) while the next one is copied.
+    auto payload = [&](const void* data, size_t size) {
+      return lend ? I.Lend(data, size) : pool.Copy(data, size);
+    };
     for (size_t off = 0; off < keys.size(); off += step) {
       const size_t rows = std::min(step, keys.size() - off);
       const bool last = off + rows >= keys.size();
       ShardPart part;
       part.server = only;
       I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim,
-                 pool.Copy(keys.data() + off, rows * sizeof(uint64_t)),
-                 pool.Copy(grads + off * dim, rows * row_bytes), last ? 0 : kFlagMoreParts);
+                 payload(keys.data() + off, rows * sizeof(uint64_t)),
+                 payload(grads + off * dim, rows * row_bytes), last ? 0 : kFlagMoreParts);
     }
     for (size_t s = 0; s < ns; ++s) {
       if (static_cast<int>(s) == only || !all_servers) continue;
@@ -445,9 +495,12 @@ Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> key
     return id;
   }
   if (only >= 0 && !repeats) {
-    // One shard, no repeats: the payload is the caller's arrays, copied whole.
-    key_bufs[only] = pool.Copy(keys.data(), keys.size_bytes());
-    val_bufs[only] = pool.Copy(grads, keys.size() * row_bytes);
+    // One shard, no repeats: the payload is the caller's arrays, lent or
+    // copied whole.
+    key_bufs[only] =
+        lend ? I.Lend(keys.data(), keys.size_bytes()) : pool.Copy(keys.data(), keys.size_bytes());
+    val_bufs[only] =
+        lend ? I.Lend(grads, keys.size() * row_bytes) : pool.Copy(grads, keys.size() * row_bytes);
   } else {
     std::vector<uint64_t*> shard_keys(ns, nullptr);
     std::vector<float*> shard_vals(ns, nullptr);
@@ -575,9 +628,11 @@ Status Client::Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim
 
 Status Client::Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                     const float* grads, int64_t round, bool all_servers, bool keys_unique) {
-  PHX_ASSIGN_OR_RETURN(uint64_t id,
-                       PushAsync(table, keys, dim, grads, round, all_servers, keys_unique));
-  return Wait(id);
+  Result<uint64_t> id =
+      StartPush(table, keys, dim, grads, round, all_servers, keys_unique, /*lend=*/true);
+  Status s = id.ok() ? Wait(id.value()) : id.status();
+  impl_->ReclaimLent();
+  return s;
 }
 
 }  // namespace phalanx::worker

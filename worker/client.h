@@ -90,6 +90,10 @@ class Client {
 
   Status Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, int64_t min_version,
               float* out, PullResult* result = nullptr, bool keys_unique = false);
+  // As PushAsync + Wait, but where one shard takes the keys in the caller's
+  // order (one server, or no repeats routed to one shard), the caller's arrays
+  // are lent to ZeroMQ instead of copied; Push returns once ZeroMQ let go of
+  // them, so the caller may still reuse them at once.
   Status Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, const float* grads,
               int64_t round, bool all_servers = true, bool keys_unique = false);
 
@@ -97,6 +101,9 @@ class Client {
   void Leave();
 
  private:
+  Result<uint64_t> StartPush(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
+                             const float* grads, int64_t round, bool all_servers, bool keys_unique,
+                             bool lend);
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <map>
 #include <vector>
 
@@ -187,6 +190,50 @@ TEST(ClientSyncTest, SplitPushIsRefusedBySynchronousServers) {
   Status st = (*c)->Push(kTable, keys, kDim, grads.data(), 0, true, true);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.ToString().find("asynchronous"), std::string::npos) << st.ToString();
+}
+
+// Push lends the caller's arrays to ZeroMQ. A push that fails while its
+// message is still queued (a frozen server that reads nothing) must still
+// return, having made ZeroMQ let go of the arrays, and the next push must
+// work once the server is back.
+TEST(ClientLendTest, PushToAFrozenServerReturnsAndTheNextOneWorks) {
+  ProcessCluster cluster(
+      "client-lend", 1, 1,
+      std::vector<std::string>{"cluster.mode=async", "optimizer.kind=sgd",
+                               "optimizer.learning_rate=1.0", "cluster.heartbeat_timeout_ms=60000",
+                               "model.embedding_dim=16"});
+  ASSERT_FALSE(cluster.endpoint().empty());
+  worker::ClientOptions o;
+  o.scheduler_endpoint = cluster.endpoint();
+  o.request_timeout_ms = 1000;
+  o.max_part_bytes = 0;  // one 32 MB message: more than the loopback socket buffers hold
+  auto c = worker::Client::Create(o);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  worker::Client& client = **c;
+
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 500000; ++k) keys.push_back(k + 1);
+  std::vector<float> grads(keys.size() * kDim, 0.5f);
+  cluster.server(0).Signal(SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  Status st = client.Push(kTable, keys, kDim, grads.data(), 0, true, true);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  cluster.server(0).Signal(SIGCONT);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded) << st.ToString();
+  EXPECT_LT(took, 10.0);
+  // The caller owns its arrays again: writing them cannot reach the server.
+  std::fill(grads.begin(), grads.end(), 1e30f);
+
+  // The sockets were reset; the next push reconnects and lands.
+  std::vector<uint64_t> one = {7};
+  std::vector<float> before(kDim), after(kDim), g(kDim, 0.25f);
+  ASSERT_TRUE(client.Pull(kTable, one, kDim, 0, before.data()).ok());
+  Status again = client.Push(kTable, one, kDim, g.data(), 0, true, true);
+  ASSERT_TRUE(again.ok()) << again.ToString();
+  ASSERT_TRUE(client.Pull(kTable, one, kDim, 0, after.data()).ok());
+  for (uint32_t d = 0; d < kDim; ++d) EXPECT_FLOAT_EQ(after[d], before[d] - 0.25f);
 }
 
 }  // namespace
