@@ -160,15 +160,15 @@ struct Client::Impl {
   }
 
   // Waits until ZeroMQ released every lent buffer. After a successful push
-  // that has happened (the server acknowledged the whole message), or does
-  // within microseconds. After a failure a message may sit in a socket's
-  // queue for a server that will not take it: closing the sockets (linger 0)
-  // makes ZeroMQ drop it; they reconnect on the next request.
-  void ReclaimLent() {
+  // it has written every byte (the servers acknowledged the whole messages)
+  // and lets go within microseconds. After a failure a message may sit in a
+  // socket's queue for a server that will not take it: closing the sockets
+  // (linger 0) makes ZeroMQ drop it; they reconnect on the next request.
+  void ReclaimLent(bool failed) {
     const auto start = Clock::now();
     bool reset = false;
     while (lent->load(std::memory_order_acquire) != 0) {
-      if (!reset && Clock::now() - start > std::chrono::milliseconds(50)) {
+      if (failed && !reset && Clock::now() - start > std::chrono::milliseconds(50)) {
         spdlog::warn(
             "worker: a failed push is still queued in ZeroMQ; reconnecting to the servers");
         for (auto& sock : servers) sock.reset();
@@ -631,7 +631,7 @@ Status Client::Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim
   Result<uint64_t> id =
       StartPush(table, keys, dim, grads, round, all_servers, keys_unique, /*lend=*/true);
   Status s = id.ok() ? Wait(id.value()) : id.status();
-  impl_->ReclaimLent();
+  impl_->ReclaimLent(/*failed=*/!s.ok());
   return s;
 }
 
