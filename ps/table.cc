@@ -267,8 +267,8 @@ class PartitionedTable final : public EmbeddingTable {
   }
 
   // The software pipeline over n keys, keys[order[j]] (or keys[j] when order
-  // is null). Step j prefetches the index slot of key j + kSlotAhead, probes
-  // key j (its slot is in cache by now) and prefetches its row, and visits key
+  // is null). Step j prefetches the home bucket of key j + kSlotAhead, probes
+  // key j (its bucket is in cache by now) and prefetches its row, and visits key
   // j - kRowAhead (its row is in cache by now). Rows are carried as ids, not
   // pointers, because an insertion may move the slab. Wide rows get their own
   // instantiation, so the prefetch of narrow ones stays branch-free.
@@ -315,7 +315,7 @@ class PartitionedTable final : public EmbeddingTable {
     auto prefetch = [&](size_t j) {
       const uint64_t h = HashKey(keys[index_at(j)]);
       hashes[j % kSlotAhead] = h;
-      parts_[h & part_mask_]->PrefetchSlot(h);
+      parts_[h & part_mask_]->PrefetchBucket(h);
     };
     for (size_t j = 0; j < std::min(n, kSlotAhead); ++j) prefetch(j);
     for (size_t j = 0; j < n + kRowAhead; ++j) {

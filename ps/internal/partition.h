@@ -83,7 +83,7 @@ class Partition {
   Partition& operator=(const Partition&) = delete;
 
   // The key's home bucket: one cache line.
-  void PrefetchSlot(uint64_t hash) const { __builtin_prefetch(buckets() + Home(hash, buckets_)); }
+  void PrefetchBucket(uint64_t hash) const { __builtin_prefetch(buckets() + Home(hash, buckets_)); }
 
   // Prefetches a row's weights and state for writing (Apply, Import, and
   // lookups of new rows write them).
