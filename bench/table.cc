@@ -11,8 +11,6 @@
 
 #include "ps/table.h"
 
-#include "ps/internal/mapped_region.h"
-
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -32,6 +30,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "ps/internal/mapped_region.h"
 
 namespace {
 

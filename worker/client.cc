@@ -470,13 +470,14 @@ Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> key
   std::vector<Buffer> key_bufs(ns), val_bufs(ns);
   const size_t step = I.options.split_pushes ? I.PartRows(dim) : SIZE_MAX;
   const size_t row_bytes = size_t{dim} * sizeof(float);
+  // Payload straight from the caller's arrays: lent to ZeroMQ or copied.
+  auto payload = [&](const void* data, size_t size) {
+    return lend ? I.Lend(data, size) : pool.Copy(data, size);
+  };
   if (only >= 0 && !repeats && keys.size() > step) {
     // One shard, no repeats, several parts: lend or copy each part of the
     // caller's arrays and send it at once, so the first part is on the wire
     // (and being applied) while the next one is copied.
-    auto payload = [&](const void* data, size_t size) {
-      return lend ? I.Lend(data, size) : pool.Copy(data, size);
-    };
     for (size_t off = 0; off < keys.size(); off += step) {
       const size_t rows = std::min(step, keys.size() - off);
       const bool last = off + rows >= keys.size();
@@ -497,10 +498,8 @@ Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> key
   if (only >= 0 && !repeats) {
     // One shard, no repeats: the payload is the caller's arrays, lent or
     // copied whole.
-    key_bufs[only] =
-        lend ? I.Lend(keys.data(), keys.size_bytes()) : pool.Copy(keys.data(), keys.size_bytes());
-    val_bufs[only] =
-        lend ? I.Lend(grads, keys.size() * row_bytes) : pool.Copy(grads, keys.size() * row_bytes);
+    key_bufs[only] = payload(keys.data(), keys.size_bytes());
+    val_bufs[only] = payload(grads, keys.size() * row_bytes);
   } else {
     std::vector<uint64_t*> shard_keys(ns, nullptr);
     std::vector<float*> shard_vals(ns, nullptr);

@@ -75,9 +75,7 @@ void Partition::Rehash(size_t min_slots) {
   auto place = [&](const Pending& p) {
     Bucket* b = dst + p.home;
     while (b->count == kSlotsPerBucket) b = b + 1 == dst + num_buckets ? dst : b + 1;
-    b->keys[b->count] = p.key;
-    b->rows[b->count] = p.row;
-    ++b->count;
+    b->Add(p.key, p.row);
   };
   const Bucket* src = buckets();
   for (size_t i = 0; i < buckets_; ++i) {
