@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   TableOptions options;
   options.dim = static_cast<uint32_t>(dim);
   options.optimizer.learning_rate = 0.01f;
-  options.parallel_min_batch = SIZE_MAX;
+  options.parallel_min_update = options.parallel_min_lookup = SIZE_MAX;
   options.initial_capacity = 1 << 16;  // grows by rehash, as a live shard would
   std::vector<float> out(cfg.batch * dim);
   std::vector<float> grads(cfg.batch * dim, 1e-3f);
@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
   }
   // Ours on both cores: the same table with the TBB fan-out enabled.
   TableOptions parallel_options = options;
-  parallel_options.parallel_min_batch = 4096;
+  parallel_options.parallel_min_update = parallel_options.parallel_min_lookup = 4096;
   // A second table with the same rows; made after the serial runs so that
   // those ran with only their own structures in memory.
   {

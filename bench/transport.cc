@@ -39,7 +39,7 @@
 //                  larger than this go out as parts, pipelined; the raw baseline
 //                  sends the same parts the same way
 //   set            extra config items for every role, space-separated, e.g.
-//                  "tables.parallel_min_batch=8192"
+//                  "tables.parallel_min_update=8192"
 //   quick          1: rows=1M, fewer iterations (runs in well under 30 s)
 
 #include <arpa/inet.h>
@@ -798,7 +798,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
     for (bool serial : {false, true}) {
       // The server's default fans batches of >= 4096 keys out over TBB; the
       // serial variant shows what that buys (or costs) on 2 shared cores.
-      to.parallel_min_batch = serial ? SIZE_MAX : 4096;
+      to.parallel_min_update = to.parallel_min_lookup = serial ? SIZE_MAX : 4096;
       auto table = phalanx::ps::EmbeddingTable::Create(to);
       if (!table.ok()) continue;
       auto& t = **table;

@@ -234,10 +234,12 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("dense_init_scale", &x.dense_init_scale);
     r.Read("embedding_init_scale", &x.embedding_init_scale);
     r.Read("seed", &x.seed);
-    r.Read("parallel_min_batch", &x.parallel_min_batch);
+    r.Read("parallel_min_update", &x.parallel_min_update);
+    r.Read("parallel_min_lookup", &x.parallel_min_lookup);
     PHX_RETURN_IF_ERROR(r.Finish());
-    if (x.parallel_min_batch < 1) {
-      return InvalidArgument("tables.parallel_min_batch must be >= 1 (keys per call)");
+    if (x.parallel_min_update < 1 || x.parallel_min_lookup < 1) {
+      return InvalidArgument(
+          "tables.parallel_min_update and tables.parallel_min_lookup must be >= 1 (keys per call)");
     }
   }
   {

@@ -83,9 +83,10 @@ struct TablesConfig {
   double dense_init_scale = 0.05;  // uniform [-s, s]
   double embedding_init_scale = 0.01;
   uint64_t seed = 7;
-  // Table calls with at least this many keys fan out over the partitions on
-  // TBB (ps::TableOptions::parallel_min_batch; bench/README.md has the trade-off).
-  int64_t parallel_min_batch = int64_t{1} << 18;
+  // Table updates / lookups with at least this many keys fan out over the
+  // partitions on TBB (ps::TableOptions; bench/README.md has the trade-off).
+  int64_t parallel_min_update = 4096;
+  int64_t parallel_min_lookup = int64_t{1} << 18;
 };
 
 struct AggregatorConfig {

@@ -125,7 +125,8 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   dense.init_scale = static_cast<float>(config.tables.dense_init_scale);
   dense.optimizer = ToOptimizer(config.optimizer);
   dense.initial_capacity = 1024;
-  dense.parallel_min_batch = static_cast<size_t>(config.tables.parallel_min_batch);
+  dense.parallel_min_update = static_cast<size_t>(config.tables.parallel_min_update);
+  dense.parallel_min_lookup = static_cast<size_t>(config.tables.parallel_min_lookup);
   o.tables.push_back(dense);
   ps::TableOptions emb;
   emb.table_id = worker::kEmbeddingTable;
@@ -135,7 +136,8 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   emb.init_scale = static_cast<float>(config.tables.embedding_init_scale);
   emb.optimizer = ToOptimizer(config.embedding_optimizer);
   emb.initial_capacity = config.model.kind == "embedding-bag" ? (1 << 18) : 1024;
-  emb.parallel_min_batch = static_cast<size_t>(config.tables.parallel_min_batch);
+  emb.parallel_min_update = static_cast<size_t>(config.tables.parallel_min_update);
+  emb.parallel_min_lookup = static_cast<size_t>(config.tables.parallel_min_lookup);
   o.tables.push_back(emb);
   o.aggregator.name = config.aggregator.name;
   o.aggregator.f = config.aggregator.f;

@@ -238,7 +238,9 @@ class PartitionedTable final : public EmbeddingTable {
   template <PrefetchKind kKind = kPrefetchRow, typename Visit>
   void Run(std::span<const uint64_t> keys, const Visit& visit) {
     const size_t n = keys.size();
-    if (n < options_.parallel_min_batch || parts_.size() == 1 || n > UINT32_MAX) {
+    const size_t min_batch =
+        kKind == kPrefetchWeights ? options_.parallel_min_lookup : options_.parallel_min_update;
+    if (n < min_batch || parts_.size() == 1 || n > UINT32_MAX) {
       Stream<kKind>(keys.data(), nullptr, n, visit);
       return;
     }

@@ -51,13 +51,16 @@ struct TableOptions {
   // [1, 256]. Row values never depend on it; it bounds the parallelism of
   // large batches and the size of one rehash.
   uint32_t num_partitions = 8;
-  // Lookup/Apply/Import batches of at least this many keys fan out over TBB,
-  // one task per partition. SIZE_MAX keeps every call on the caller's thread.
-  // Below it the bucketing pass and waking TBB's workers cost more than a
-  // second core returns: on the 2-core benchmark machine a 100k-key Lookup
-  // took 5.6 ms serial and 10.8 ms over TBB, an Adam Apply 12 ms and 33 ms
-  // (bench/README.md). Large batches on many-core servers still fan out.
-  size_t parallel_min_batch = size_t{1} << 18;
+  // Apply/Import batches of at least this many keys fan out over TBB, one
+  // task per partition; SIZE_MAX keeps every call on the caller's thread. An
+  // update rewrites 2-5 random lines per key (row, optimizer state), and a
+  // second core's line-fill buffers pay for the bucketing pass: a 100k-key
+  // Adam push on 2 cores, 16k-key parts, 17-18 -> 11-12 ms server time.
+  size_t parallel_min_update = 4096;
+  // The same for Lookup, which reads one line per key: on the 2-core machine
+  // the second core is busy sending the previous part's reply, and fanning
+  // 16k-key lookups out made pulls 5-10% slower, so only large batches do.
+  size_t parallel_min_lookup = size_t{1} << 18;
 };
 
 class EmbeddingTable {

@@ -39,7 +39,8 @@ TEST(ConfigTest, UnknownKeysAndSectionsAreErrors) {
 TEST(ConfigTest, ImpossibleValuesAreErrors) {
   for (const char* text :
        {"[cluster]\nservers = 0\n", "[cluster]\nchecksum = \"sometimes\"\n",
-        "[cluster]\nmax_part_bytes = -1\n", "[tables]\nparallel_min_batch = 0\n",
+        "[cluster]\nmax_part_bytes = -1\n", "[tables]\nparallel_min_update = 0\n",
+        "[tables]\nparallel_min_lookup = 0\n", "[tables]\nparallel_min_batch = 4096\n",
         "[cluster]\nworkers = -1\n", "[cluster]\nmode = \"bsp\"\n", "[train]\nrounds = 0\n",
         "[optimizer]\nlearning_rate = -1.0\n", "[optimizer]\nkind = \"lbfgs\"\n",
         "[data]\ndataset = \"cifar\"\n", "[model]\nkind = \"embedding-bag\"\n",

@@ -242,7 +242,7 @@ TEST(TableTest, GrowthKeepsContents) {
 TEST(TableTest, DuplicateKeysInLookup) {
   for (size_t min_batch : {SIZE_MAX, size_t{1}}) {
     TableOptions o;
-    o.parallel_min_batch = min_batch;
+    o.parallel_min_update = o.parallel_min_lookup = min_batch;
     auto table = MakeTable(o);
     const std::vector<uint64_t> keys = {5, 5, 7, 5, 0, 7, 0};
     const auto got = LookupAll(*table, keys);
@@ -285,9 +285,9 @@ TEST(TableTest, ParallelPathEqualsSerial) {
   serial.dim = 8;
   serial.optimizer.kind = OptimizerKind::kAdam;
   serial.optimizer.weight_decay = 0.01f;
-  serial.parallel_min_batch = SIZE_MAX;
+  serial.parallel_min_update = serial.parallel_min_lookup = SIZE_MAX;
   TableOptions parallel = serial;
-  parallel.parallel_min_batch = 1;
+  parallel.parallel_min_update = parallel.parallel_min_lookup = 1;
   TableOptions other = parallel;
   other.num_partitions = 64;
   other.initial_capacity = 8;
