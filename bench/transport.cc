@@ -796,8 +796,8 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
     to.optimizer.learning_rate = 0.002f;
     const size_t t_rows = static_cast<size_t>(std::min<int64_t>(o.rows, 1'000'000));
     for (bool serial : {false, true}) {
-      // The server's default fans batches of >= 4096 keys out over TBB; the
-      // serial variant shows what that buys (or costs) on 2 shared cores.
+      // The server fans updates of >= 4096 keys out over TBB (lookups only
+      // from 262144); both variants show what that buys or costs on 2 cores.
       to.parallel_min_update = to.parallel_min_lookup = serial ? SIZE_MAX : 4096;
       auto table = phalanx::ps::EmbeddingTable::Create(to);
       if (!table.ok()) continue;
