@@ -27,6 +27,22 @@ r = 3
   EXPECT_EQ(c->data.path, "/usr/share/datasets/fashion-mnist");
 }
 
+TEST(ConfigTest, TableFanOutThresholds) {
+  auto c = ParseConfig("");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tables.parallel_min_update, 4096);
+  EXPECT_EQ(c->tables.parallel_min_lookup, 262144);
+  c = ParseConfig("[tables]\nparallel_min_update = 1\nparallel_min_lookup = 100\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tables.parallel_min_update, 1);
+  EXPECT_EQ(c->tables.parallel_min_lookup, 100);
+  // The key both replaced is refused by name, not silently ignored.
+  c = ParseConfig("[tables]\nparallel_min_batch = 4096\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("tables.parallel_min_batch"), std::string::npos)
+      << c.status().ToString();
+}
+
 TEST(ConfigTest, UnknownKeysAndSectionsAreErrors) {
   auto c = ParseConfig("[cluster]\nserverz = 2\n");
   ASSERT_FALSE(c.ok());
@@ -40,8 +56,8 @@ TEST(ConfigTest, ImpossibleValuesAreErrors) {
   for (const char* text :
        {"[cluster]\nservers = 0\n", "[cluster]\nchecksum = \"sometimes\"\n",
         "[cluster]\nmax_part_bytes = -1\n", "[tables]\nparallel_min_update = 0\n",
-        "[tables]\nparallel_min_lookup = 0\n", "[tables]\nparallel_min_batch = 4096\n",
-        "[cluster]\nworkers = -1\n", "[cluster]\nmode = \"bsp\"\n", "[train]\nrounds = 0\n",
+        "[tables]\nparallel_min_lookup = 0\n", "[cluster]\nworkers = -1\n",
+        "[cluster]\nmode = \"bsp\"\n", "[train]\nrounds = 0\n",
         "[optimizer]\nlearning_rate = -1.0\n", "[optimizer]\nkind = \"lbfgs\"\n",
         "[data]\ndataset = \"cifar\"\n", "[model]\nkind = \"embedding-bag\"\n",
         "[cluster]\nservers = \"two\"\n", "[train]\nbatch_size = 1.5\n",
