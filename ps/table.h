@@ -59,7 +59,7 @@ struct TableOptions {
   size_t parallel_min_update = 4096;
   // The same for Lookup, which reads one line per key: on the 2-core machine
   // the second core is busy sending the previous part's reply, and fanning
-  // 16k-key lookups out made pulls 5-10% slower, so only large batches do.
+  // 16k-key lookups out made pulls 3-12% slower, so only large batches do.
   size_t parallel_min_lookup = size_t{1} << 18;
 };
 
