@@ -8,8 +8,10 @@
 //   Adam:          s = [m(dim) | v(dim) | step(1, uint32 bits)]
 // A stored row (snapshots, EmbeddingTable::ForEach/Import) is [w | s].
 // g, w and s never overlap; saying so (__restrict) is what lets the compiler
-// vectorise the loops without a run-time overlap check (without it the SGD
-// step compiled to scalar code at half the speed).
+// vectorise the run-time-width loops without an overlap check. Fixed-width
+// rows are staged through locals (Staged) instead: once a kernel is inlined
+// into the table's pipeline GCC drops the parameters' __restrict, and the SGD
+// and momentum steps for 16 floats compiled to 64 and 96 scalar operations.
 // Weight decay is L2, added to the gradient: g' = g + weight_decay * w.
 // The formulas follow PyTorch's SGD (dampening 0, no Nesterov), Adagrad
 // (lr_decay 0) and Adam (not AMSGrad). Adam keeps a per-row step count for
@@ -67,26 +69,53 @@ constexpr size_t Width(size_t dim) {
   }
 }
 
+// A fixed-width row copied into a local array, and back with Store: locals
+// alias nothing, so the unrolled loop over them becomes a few vector
+// operations whatever the compiler knows about the row's pointers.
+template <size_t kDim>
+struct Staged {
+  explicit Staged(const float* src) { std::memcpy(v, src, sizeof(v)); }
+  void Store(float* dst) const { std::memcpy(dst, v, sizeof(v)); }
+  float v[kDim];
+};
+
 // w <- w - lr * g'
 template <size_t kDim = 0>
 inline void SgdStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                     float* __restrict w, float* /*state*/) {
-  const size_t n = Width<kDim>(dim);
   const float lr = p.lr, wd = p.weight_decay;
-  for (size_t c = 0; c < n; ++c) w[c] -= lr * (g[c] + wd * w[c]);
+  if constexpr (kDim > 0) {
+    Staged<kDim> wl(w);
+    const Staged<kDim> gl(g);
+    for (size_t c = 0; c < kDim; ++c) wl.v[c] -= lr * (gl.v[c] + wd * wl.v[c]);
+    wl.Store(w);
+  } else {
+    for (size_t c = 0; c < dim; ++c) w[c] -= lr * (g[c] + wd * w[c]);
+  }
 }
 
 // v <- momentum * v + g';  w <- w - lr * v
 template <size_t kDim = 0>
 inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                          float* __restrict w, float* __restrict state) {
-  const size_t n = Width<kDim>(dim);
-  float* v = state;
   const float lr = p.lr, wd = p.weight_decay, mu = p.momentum;
-  for (size_t c = 0; c < n; ++c) {
-    const float gc = g[c] + wd * w[c];
-    v[c] = mu * v[c] + gc;
-    w[c] -= lr * v[c];
+  if constexpr (kDim > 0) {
+    Staged<kDim> wl(w), vl(state);
+    const Staged<kDim> gl(g);
+    for (size_t c = 0; c < kDim; ++c) {
+      const float gc = gl.v[c] + wd * wl.v[c];
+      vl.v[c] = mu * vl.v[c] + gc;
+      wl.v[c] -= lr * vl.v[c];
+    }
+    wl.Store(w);
+    vl.Store(state);
+  } else {
+    float* v = state;
+    for (size_t c = 0; c < dim; ++c) {
+      const float gc = g[c] + wd * w[c];
+      v[c] = mu * v[c] + gc;
+      w[c] -= lr * v[c];
+    }
   }
 }
 

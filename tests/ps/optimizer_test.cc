@@ -194,6 +194,28 @@ TEST(OptimizerTest, WideRowsFollowTheReferenceToo) {
   CheckAgainstReference(momentum, 257);
 }
 
+// 16 floats take the fixed-width kernels (Staged rows), every other width the
+// run-time-width loops: each optimizer through both.
+TEST(OptimizerTest, SixteenFloatRowsFollowTheReference) {
+  OptimizerOptions sgd;
+  sgd.learning_rate = 0.05f;
+  sgd.weight_decay = 0.1f;
+  CheckAgainstReference(sgd, 16);
+  OptimizerOptions momentum = sgd;
+  momentum.momentum = 0.9f;
+  CheckAgainstReference(momentum, 16);
+  OptimizerOptions adagrad;
+  adagrad.kind = OptimizerKind::kAdagrad;
+  adagrad.learning_rate = 0.1f;
+  adagrad.initial_accumulator = 0.1f;
+  CheckAgainstReference(adagrad, 16);
+  OptimizerOptions adam;
+  adam.kind = OptimizerKind::kAdam;
+  adam.learning_rate = 0.01f;
+  adam.weight_decay = 0.001f;
+  CheckAgainstReference(adam, 16);
+}
+
 TEST(OptimizerTest, StateFloats) {
   OptimizerOptions o;
   EXPECT_EQ(OptimizerStateFloats(o, 16), 0u);
