@@ -11,7 +11,8 @@
 // vectorise the run-time-width loops without an overlap check. Fixed-width
 // rows are staged through locals (Staged) instead: once a kernel is inlined
 // into the table's pipeline GCC drops the parameters' __restrict, and the SGD
-// and momentum steps for 16 floats compiled to 64 and 96 scalar operations.
+// and momentum steps for 16 floats compiled to 64 and 96 scalar operations
+// (cache-resident updates: 60 -> 73-84 M rows/s with staging).
 // Weight decay is L2, added to the gradient: g' = g + weight_decay * w.
 // The formulas follow PyTorch's SGD (dampening 0, no Nesterov), Adagrad
 // (lr_decay 0) and Adam (not AMSGrad). Adam keeps a per-row step count for
@@ -71,12 +72,14 @@ constexpr size_t Width(size_t dim) {
 
 // A fixed-width row copied into a local array, and back with Store: locals
 // alias nothing, so the unrolled loop over them becomes a few vector
-// operations whatever the compiler knows about the row's pointers.
-template <size_t kDim>
+// operations whatever the compiler knows about the row's pointers. Each
+// kernel writes its formula once, as a loop over pointers (`body`), and runs
+// it on the row itself (run-time width) or on staged copies (fixed width).
+template <size_t kN>
 struct Staged {
   explicit Staged(const float* src) { std::memcpy(v, src, sizeof(v)); }
   void Store(float* dst) const { std::memcpy(dst, v, sizeof(v)); }
-  float v[kDim];
+  float v[kN];
 };
 
 // w <- w - lr * g'
@@ -84,13 +87,16 @@ template <size_t kDim = 0>
 inline void SgdStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                     float* __restrict w, float* /*state*/) {
   const float lr = p.lr, wd = p.weight_decay;
+  const auto body = [lr, wd](size_t n, const float* gr, float* wr) {
+    for (size_t c = 0; c < n; ++c) wr[c] -= lr * (gr[c] + wd * wr[c]);
+  };
   if constexpr (kDim > 0) {
-    Staged<kDim> wl(w);
     const Staged<kDim> gl(g);
-    for (size_t c = 0; c < kDim; ++c) wl.v[c] -= lr * (gl.v[c] + wd * wl.v[c]);
+    Staged<kDim> wl(w);
+    body(kDim, gl.v, wl.v);
     wl.Store(w);
   } else {
-    for (size_t c = 0; c < dim; ++c) w[c] -= lr * (g[c] + wd * w[c]);
+    body(dim, g, w);
   }
 }
 
@@ -99,23 +105,21 @@ template <size_t kDim = 0>
 inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                          float* __restrict w, float* __restrict state) {
   const float lr = p.lr, wd = p.weight_decay, mu = p.momentum;
-  if constexpr (kDim > 0) {
-    Staged<kDim> wl(w), vl(state);
-    const Staged<kDim> gl(g);
-    for (size_t c = 0; c < kDim; ++c) {
-      const float gc = gl.v[c] + wd * wl.v[c];
-      vl.v[c] = mu * vl.v[c] + gc;
-      wl.v[c] -= lr * vl.v[c];
+  const auto body = [lr, wd, mu](size_t n, const float* gr, float* wr, float* vr) {
+    for (size_t c = 0; c < n; ++c) {
+      const float gc = gr[c] + wd * wr[c];
+      vr[c] = mu * vr[c] + gc;
+      wr[c] -= lr * vr[c];
     }
+  };
+  if constexpr (kDim > 0) {
+    const Staged<kDim> gl(g);
+    Staged<kDim> wl(w), vl(state);
+    body(kDim, gl.v, wl.v, vl.v);
     wl.Store(w);
     vl.Store(state);
   } else {
-    float* v = state;
-    for (size_t c = 0; c < dim; ++c) {
-      const float gc = g[c] + wd * w[c];
-      v[c] = mu * v[c] + gc;
-      w[c] -= lr * v[c];
-    }
+    body(dim, g, w, state);
   }
 }
 
@@ -123,13 +127,22 @@ inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __re
 template <size_t kDim = 0>
 inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                         float* __restrict w, float* __restrict state) {
-  const size_t n = Width<kDim>(dim);
-  float* a = state;
   const float lr = p.lr, wd = p.weight_decay, eps = p.epsilon;
-  for (size_t c = 0; c < n; ++c) {
-    const float gc = g[c] + wd * w[c];
-    a[c] += gc * gc;
-    w[c] -= lr * gc / (std::sqrt(a[c]) + eps);
+  const auto body = [lr, wd, eps](size_t n, const float* gr, float* wr, float* ar) {
+    for (size_t c = 0; c < n; ++c) {
+      const float gc = gr[c] + wd * wr[c];
+      ar[c] += gc * gc;
+      wr[c] -= lr * gc / (std::sqrt(ar[c]) + eps);
+    }
+  };
+  if constexpr (kDim > 0) {
+    const Staged<kDim> gl(g);
+    Staged<kDim> wl(w), al(state);
+    body(kDim, gl.v, wl.v, al.v);
+    wl.Store(w);
+    al.Store(state);
+  } else {
+    body(dim, g, w, state);
   }
 }
 
@@ -139,8 +152,6 @@ template <size_t kDim = 0>
 inline void AdamStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                      float* __restrict w, float* __restrict state) {
   const size_t n = Width<kDim>(dim);
-  float* m = state;
-  float* v = state + n;
   uint32_t t;
   std::memcpy(&t, state + 2 * n, sizeof(t));
   if (t != UINT32_MAX) ++t;  // saturates; by then the correction is exactly 1
@@ -153,11 +164,26 @@ inline void AdamStep(const OptimizerParams& p, size_t dim, const float* __restri
     AdamFactors(p, t, &step, &inv_sqrt_bc2);
   }
   const float b1 = p.beta1, b2 = p.beta2, eps = p.epsilon, wd = p.weight_decay;
-  for (size_t c = 0; c < n; ++c) {
-    const float gc = g[c] + wd * w[c];
-    m[c] = b1 * m[c] + (1.0f - b1) * gc;
-    v[c] = b2 * v[c] + (1.0f - b2) * gc * gc;
-    w[c] -= step * m[c] / (std::sqrt(v[c]) * inv_sqrt_bc2 + eps);
+  // mv = [m(n) | v(n)]
+  const auto body = [=](size_t nn, const float* gr, float* wr, float* mv) {
+    float* m = mv;
+    float* v = mv + nn;
+    for (size_t c = 0; c < nn; ++c) {
+      const float gc = gr[c] + wd * wr[c];
+      m[c] = b1 * m[c] + (1.0f - b1) * gc;
+      v[c] = b2 * v[c] + (1.0f - b2) * gc * gc;
+      wr[c] -= step * m[c] / (std::sqrt(v[c]) * inv_sqrt_bc2 + eps);
+    }
+  };
+  if constexpr (kDim > 0) {
+    const Staged<kDim> gl(g);
+    Staged<kDim> wl(w);
+    Staged<2 * kDim> mvl(state);
+    body(kDim, gl.v, wl.v, mvl.v);
+    wl.Store(w);
+    mvl.Store(state);
+  } else {
+    body(dim, g, w, state);
   }
 }
 
