@@ -73,7 +73,7 @@ constexpr size_t Width(size_t dim) {
 // A fixed-width row copied into a local array, and back with Store: locals
 // alias nothing, so the unrolled loop over them becomes a few vector
 // operations whatever the compiler knows about the row's pointers. Each
-// kernel writes its formula once, as a loop over pointers (`body`), and runs
+// kernel writes its formula once, as a loop over pointers, and RunOnRow runs
 // it on the row itself (run-time width) or on staged copies (fixed width).
 template <size_t kN>
 struct Staged {
@@ -82,22 +82,35 @@ struct Staged {
   float v[kN];
 };
 
+// Runs body(n, g, w, s) on the row itself (run-time width), or on staged
+// copies of g, w and the first kStateRows x kDim floats of the state s.
+template <size_t kDim, size_t kStateRows, typename Body>
+inline void RunOnRow(size_t dim, const float* g, float* w, float* state, const Body& body) {
+  if constexpr (kDim == 0) {
+    body(dim, g, w, state);
+  } else if constexpr (kStateRows == 0) {
+    const Staged<kDim> gl(g);
+    Staged<kDim> wl(w);
+    body(kDim, gl.v, wl.v, nullptr);
+    wl.Store(w);
+  } else {
+    const Staged<kDim> gl(g);
+    Staged<kDim> wl(w);
+    Staged<kStateRows * kDim> sl(state);
+    body(kDim, gl.v, wl.v, sl.v);
+    wl.Store(w);
+    sl.Store(state);
+  }
+}
+
 // w <- w - lr * g'
 template <size_t kDim = 0>
 inline void SgdStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                     float* __restrict w, float* /*state*/) {
   const float lr = p.lr, wd = p.weight_decay;
-  const auto body = [lr, wd](size_t n, const float* gr, float* wr) {
+  RunOnRow<kDim, 0>(dim, g, w, nullptr, [lr, wd](size_t n, const float* gr, float* wr, float*) {
     for (size_t c = 0; c < n; ++c) wr[c] -= lr * (gr[c] + wd * wr[c]);
-  };
-  if constexpr (kDim > 0) {
-    const Staged<kDim> gl(g);
-    Staged<kDim> wl(w);
-    body(kDim, gl.v, wl.v);
-    wl.Store(w);
-  } else {
-    body(dim, g, w);
-  }
+  });
 }
 
 // v <- momentum * v + g';  w <- w - lr * v
@@ -105,22 +118,14 @@ template <size_t kDim = 0>
 inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                          float* __restrict w, float* __restrict state) {
   const float lr = p.lr, wd = p.weight_decay, mu = p.momentum;
-  const auto body = [lr, wd, mu](size_t n, const float* gr, float* wr, float* vr) {
-    for (size_t c = 0; c < n; ++c) {
-      const float gc = gr[c] + wd * wr[c];
-      vr[c] = mu * vr[c] + gc;
-      wr[c] -= lr * vr[c];
-    }
-  };
-  if constexpr (kDim > 0) {
-    const Staged<kDim> gl(g);
-    Staged<kDim> wl(w), vl(state);
-    body(kDim, gl.v, wl.v, vl.v);
-    wl.Store(w);
-    vl.Store(state);
-  } else {
-    body(dim, g, w, state);
-  }
+  RunOnRow<kDim, 1>(dim, g, w, state,
+                    [lr, wd, mu](size_t n, const float* gr, float* wr, float* vr) {
+                      for (size_t c = 0; c < n; ++c) {
+                        const float gc = gr[c] + wd * wr[c];
+                        vr[c] = mu * vr[c] + gc;
+                        wr[c] -= lr * vr[c];
+                      }
+                    });
 }
 
 // a <- a + g'^2;  w <- w - lr * g' / (sqrt(a) + eps)
@@ -128,22 +133,14 @@ template <size_t kDim = 0>
 inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                         float* __restrict w, float* __restrict state) {
   const float lr = p.lr, wd = p.weight_decay, eps = p.epsilon;
-  const auto body = [lr, wd, eps](size_t n, const float* gr, float* wr, float* ar) {
-    for (size_t c = 0; c < n; ++c) {
-      const float gc = gr[c] + wd * wr[c];
-      ar[c] += gc * gc;
-      wr[c] -= lr * gc / (std::sqrt(ar[c]) + eps);
-    }
-  };
-  if constexpr (kDim > 0) {
-    const Staged<kDim> gl(g);
-    Staged<kDim> wl(w), al(state);
-    body(kDim, gl.v, wl.v, al.v);
-    wl.Store(w);
-    al.Store(state);
-  } else {
-    body(dim, g, w, state);
-  }
+  RunOnRow<kDim, 1>(dim, g, w, state,
+                    [lr, wd, eps](size_t n, const float* gr, float* wr, float* ar) {
+                      for (size_t c = 0; c < n; ++c) {
+                        const float gc = gr[c] + wd * wr[c];
+                        ar[c] += gc * gc;
+                        wr[c] -= lr * gc / (std::sqrt(ar[c]) + eps);
+                      }
+                    });
 }
 
 // t <- t + 1;  m <- b1 m + (1 - b1) g';  v <- b2 v + (1 - b2) g'^2
@@ -164,8 +161,8 @@ inline void AdamStep(const OptimizerParams& p, size_t dim, const float* __restri
     AdamFactors(p, t, &step, &inv_sqrt_bc2);
   }
   const float b1 = p.beta1, b2 = p.beta2, eps = p.epsilon, wd = p.weight_decay;
-  // mv = [m(n) | v(n)]
-  const auto body = [=](size_t nn, const float* gr, float* wr, float* mv) {
+  // The state's first 2n floats: [m(n) | v(n)].
+  RunOnRow<kDim, 2>(dim, g, w, state, [=](size_t nn, const float* gr, float* wr, float* mv) {
     float* m = mv;
     float* v = mv + nn;
     for (size_t c = 0; c < nn; ++c) {
@@ -174,17 +171,7 @@ inline void AdamStep(const OptimizerParams& p, size_t dim, const float* __restri
       v[c] = b2 * v[c] + (1.0f - b2) * gc * gc;
       wr[c] -= step * m[c] / (std::sqrt(v[c]) * inv_sqrt_bc2 + eps);
     }
-  };
-  if constexpr (kDim > 0) {
-    const Staged<kDim> gl(g);
-    Staged<kDim> wl(w);
-    Staged<2 * kDim> mvl(state);
-    body(kDim, gl.v, wl.v, mvl.v);
-    wl.Store(w);
-    mvl.Store(state);
-  } else {
-    body(dim, g, w, state);
-  }
+  });
 }
 
 }  // namespace phalanx::ps::internal
