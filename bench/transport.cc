@@ -607,6 +607,13 @@ double TimeBest(int reps, Fn&& fn) {
   return best;
 }
 
+// The server's optimizer: --optimizer, else the config's (Adam).
+phalanx::ps::OptimizerKind ServerOptimizerKind(const Options& o) {
+  if (o.optimizer == "sgd") return phalanx::ps::OptimizerKind::kSgd;
+  if (o.optimizer == "adagrad") return phalanx::ps::OptimizerKind::kAdagrad;
+  return phalanx::ps::OptimizerKind::kAdam;
+}
+
 // The memory floor of a sparse request on this machine: `batch` random
 // 64-byte rows out of `rows`, gathered with prefetch from 2 MiB pages into a
 // reply-sized buffer (as bench_table's "gather"). That is one cache line per
@@ -789,9 +796,7 @@ void Breakdown(const Options& o, phalanx::worker::Client& client,
     // (196 MB with Adam state), still far beyond the effective L3.
     phalanx::ps::TableOptions to;
     to.dim = 16;
-    to.optimizer.kind = o.optimizer == "sgd"       ? phalanx::ps::OptimizerKind::kSgd
-                        : o.optimizer == "adagrad" ? phalanx::ps::OptimizerKind::kAdagrad
-                                                   : phalanx::ps::OptimizerKind::kAdam;
+    to.optimizer.kind = ServerOptimizerKind(o);
     const std::string opt_name = o.optimizer.empty() ? "adam" : o.optimizer;
     to.optimizer.learning_rate = 0.002f;
     const size_t t_rows = static_cast<size_t>(std::min<int64_t>(o.rows, 1'000'000));
@@ -963,9 +968,7 @@ int main(int argc, char** argv) {
   // rewrites the optimizer's state (Adam: 132 bytes, 3 lines).
   constexpr int kPullLines = 2;
   phalanx::ps::OptimizerOptions bench_opt;
-  bench_opt.kind = o.optimizer == "sgd"       ? phalanx::ps::OptimizerKind::kSgd
-                   : o.optimizer == "adagrad" ? phalanx::ps::OptimizerKind::kAdagrad
-                                              : phalanx::ps::OptimizerKind::kAdam;
+  bench_opt.kind = ServerOptimizerKind(o);
   const size_t state_bytes = phalanx::ps::OptimizerStateFloats(bench_opt, kDim) * sizeof(float);
   const int push_lines = kPullLines + static_cast<int>((state_bytes + 63) / 64);
   auto note = [&](const std::string& op, double phx_s, double raw_s, double server_s,

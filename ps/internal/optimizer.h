@@ -88,18 +88,17 @@ template <size_t kDim, size_t kStateRows, typename Body>
 inline void RunOnRow(size_t dim, const float* g, float* w, float* state, const Body& body) {
   if constexpr (kDim == 0) {
     body(dim, g, w, state);
-  } else if constexpr (kStateRows == 0) {
-    const Staged<kDim> gl(g);
-    Staged<kDim> wl(w);
-    body(kDim, gl.v, wl.v, nullptr);
-    wl.Store(w);
   } else {
     const Staged<kDim> gl(g);
     Staged<kDim> wl(w);
-    Staged<kStateRows * kDim> sl(state);
-    body(kDim, gl.v, wl.v, sl.v);
+    if constexpr (kStateRows == 0) {
+      body(kDim, gl.v, wl.v, nullptr);
+    } else {
+      Staged<kStateRows * kDim> sl(state);
+      body(kDim, gl.v, wl.v, sl.v);
+      sl.Store(state);
+    }
     wl.Store(w);
-    sl.Store(state);
   }
 }
 
