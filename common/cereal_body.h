@@ -12,6 +12,24 @@
 
 namespace phalanx {
 
+// A string as cereal writes std::string (a size tag, then the bytes), read
+// back with its length checked before anything is allocated: a hostile size
+// tag would otherwise make cereal resize the string to it (terabytes).
+template <class Ar>
+void SaveString(Ar& ar, const std::string& s) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(s.size())));
+  ar(cereal::binary_data(s.data(), s.size()));
+}
+
+template <class Ar>
+void LoadBoundedString(Ar& ar, std::string& s, size_t max_bytes) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  if (n > max_bytes) throw cereal::Exception("string length over limit");
+  s.resize(n);
+  ar(cereal::binary_data(s.data(), n));
+}
+
 template <typename Fn>
 std::string EncodeBody(Fn&& fn) {
   std::ostringstream os(std::ios::binary);

@@ -15,21 +15,6 @@ constexpr size_t kMaxNodes = 1 << 16;
 constexpr size_t kMaxSlots = 1 << 20;
 
 template <class Ar>
-void SaveString(Ar& ar, const std::string& s) {
-  ar(cereal::make_size_tag(static_cast<cereal::size_type>(s.size())));
-  ar(cereal::binary_data(s.data(), s.size()));
-}
-
-template <class Ar>
-void LoadString(Ar& ar, std::string& s) {
-  cereal::size_type n = 0;
-  ar(cereal::make_size_tag(n));
-  if (n > kMaxString) throw cereal::Exception("string length over limit");
-  s.resize(n);
-  ar(cereal::binary_data(s.data(), n));
-}
-
-template <class Ar>
 void SaveNode(Ar& ar, const NodeInfo& n) {
   ar(n.id, n.rank, n.role);
   SaveString(ar, n.host);
@@ -40,7 +25,7 @@ template <class Ar>
 void LoadNode(Ar& ar, NodeInfo& n) {
   ar(n.id, n.rank, n.role);
   if (static_cast<uint8_t>(n.role) > 2) throw cereal::Exception("bad role");
-  LoadString(ar, n.host);
+  LoadBoundedString(ar, n.host, kMaxString);
   ar(n.data_port, n.http_port, n.alive);
 }
 
@@ -147,7 +132,7 @@ std::string EncodeBarrier(const BarrierBody& b) {
 }
 Result<BarrierBody> DecodeBarrier(const std::string& bytes) {
   return DecodeBody<BarrierBody>(bytes, "Barrier", [](auto& ar, BarrierBody& b) {
-    LoadString(ar, b.name);
+    LoadBoundedString(ar, b.name, kMaxString);
     ar(b.generation);
   });
 }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cereal/archives/binary.hpp>
-#include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 #include <sstream>
 
@@ -13,6 +12,8 @@ namespace {
 
 constexpr uint64_t kMaxWorkers = 1 << 14;
 constexpr uint64_t kMaxEntries = 1ull << 24;  // doubles in a Gram or mixing matrix
+constexpr size_t kMaxErrorBytes = 4096;
+constexpr size_t kMaxRuleNameBytes = 64;
 
 template <class Ar>
 void SaveMatrix(Ar& ar, const Eigen::MatrixXd& m) {
@@ -85,7 +86,10 @@ Result<GramPartial> DecodePartial(const std::string& bytes) {
 std::string EncodePlan(const RoundPlan& p) {
   return EncodeBody([&](auto& ar) {
     SaveVector(ar, p.workers);
-    ar(p.local, p.error, p.plan.coordinatewise_rule, p.plan.coordinatewise_f);
+    ar(p.local);
+    SaveString(ar, p.error);
+    SaveString(ar, p.plan.coordinatewise_rule);
+    ar(p.plan.coordinatewise_f);
     SaveMatrix(ar, p.plan.mixing);
     Eigen::MatrixXd c = p.plan.coefficients;
     SaveMatrix(ar, c);
@@ -96,10 +100,10 @@ std::string EncodePlan(const RoundPlan& p) {
 Result<RoundPlan> DecodePlan(const std::string& bytes) {
   return DecodeBody<RoundPlan>(bytes, "RoundPlan", [](auto& ar, RoundPlan& p) {
     LoadVector(ar, p.workers);
-    ar(p.local, p.error, p.plan.coordinatewise_rule, p.plan.coordinatewise_f);
-    if (p.error.size() > 4096 || p.plan.coordinatewise_rule.size() > 64) {
-      throw cereal::Exception("string over limit");
-    }
+    ar(p.local);
+    LoadBoundedString(ar, p.error, kMaxErrorBytes);
+    LoadBoundedString(ar, p.plan.coordinatewise_rule, kMaxRuleNameBytes);
+    ar(p.plan.coordinatewise_f);
     LoadMatrix(ar, p.plan.mixing);
     Eigen::MatrixXd c;
     LoadMatrix(ar, c);
