@@ -17,13 +17,19 @@ if [ "${PHX_SANITIZE_TESTS:-${CI:+1}}" = "1" ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" \
       -DPHX_SANITIZE=address,undefined -DPHX_BUILD_BENCH=OFF
   fi
-  ninja -C build-asan common_test ps_test aggregators_test
+  # The fuzz targets' corpora of the core libraries (tests/fuzz) replay too.
+  ninja -C build-asan common_test ps_test aggregators_test \
+    fuzz_wire_replay fuzz_body_replay fuzz_snapshot_replay
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   export PHX_PHALANX_BINARY="$here/build/phalanx"  # clusters the tests start: release build
   for t in common_test ps_test aggregators_test; do
     echo "-- $t (asan+ubsan)"
     build-asan/tests/$t --gtest_brief=1
+  done
+  for t in wire body snapshot; do
+    echo "-- fuzz corpus $t (asan+ubsan)"
+    build-asan/tests/fuzz/fuzz_${t}_replay
   done
   unset ASAN_OPTIONS UBSAN_OPTIONS PHX_PHALANX_BINARY
 fi

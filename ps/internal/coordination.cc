@@ -12,6 +12,10 @@ namespace {
 
 constexpr uint64_t kMaxWorkers = 1 << 14;
 constexpr uint64_t kMaxEntries = 1ull << 24;  // doubles in a Gram or mixing matrix
+// Rows or columns of one: workers plus extra columns (GramPartial::extra). A
+// side bound as well as the entries' matters: a 0 x 2^40 matrix holds nothing,
+// yet Eigen's loops over its columns (allFinite) would run for hours.
+constexpr uint64_t kMaxSide = kMaxWorkers + 4096;
 constexpr size_t kMaxErrorBytes = 4096;
 constexpr size_t kMaxRuleNameBytes = 64;
 
@@ -26,7 +30,8 @@ template <class Ar>
 void LoadMatrix(Ar& ar, Eigen::MatrixXd& m) {
   int64_t rows = 0, cols = 0;
   ar(rows, cols);
-  if (rows < 0 || cols < 0 ||
+  if (rows < 0 || cols < 0 || static_cast<uint64_t>(rows) > kMaxSide ||
+      static_cast<uint64_t>(cols) > kMaxSide ||
       static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) > kMaxEntries) {
     throw cereal::Exception("matrix size over limit");
   }

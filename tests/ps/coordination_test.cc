@@ -79,5 +79,22 @@ TEST(CoordinationTest, PartialWithHugeMatrixIsRefused) {
   EXPECT_FALSE(DecodePartial(bytes).ok());
 }
 
+// Found by tests/fuzz (body target): a 0 x 2^40 Gram matrix holds no entries,
+// so the entry bound let it through, and the finiteness check then looped
+// over its 2^40 empty columns (a coordinator hung on one corrupt partial).
+TEST(CoordinationTest, EmptyMatrixWithHugeSideIsRefused) {
+  GramPartial p;
+  p.workers = {1, 2};
+  p.finite = {1, 1};
+  std::string bytes = EncodePartial(p);  // gram empty: rows = cols = 0
+  const size_t cols_at = 8 + 8 + 8 + 2 + 4 + 8;
+  const int64_t huge = int64_t{1} << 40;
+  std::memcpy(bytes.data() + cols_at, &huge, sizeof(huge));
+  auto d = DecodePartial(bytes);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("matrix size over limit"), std::string::npos)
+      << d.status().ToString();
+}
+
 }  // namespace
 }  // namespace phalanx::ps::internal
