@@ -155,9 +155,10 @@ Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k, const F
   const bool initial = use_previous ? previous_is_initial : current_is_initial;
 
   Eigen::VectorXd coeff = Eigen::VectorXd::Zero(p + k);
-  if (initial && k > 0) {
-    // Y0 Y0ᵀ X̂ 1 / r = E T (Z0 1) / r (zero for the orthogonal Y0).
-    coeff.tail(k) = t * (z0 * Eigen::VectorXd::Ones(p)) / r;
+  if (initial) {
+    // No step taken (n_its = 0): Y0 Y0ᵀ X̂ 1 / r = E T (Z0 1) / r, which is
+    // zero for the orthogonal Y0 (k = 0; the initial iterate has no `a`).
+    if (k > 0) coeff.tail(k) = t * (z0 * Eigen::VectorXd::Ones(p)) / r;
   } else {
     coeff.head(p) = best.a.cwiseProduct(inv_norms) / r;
   }

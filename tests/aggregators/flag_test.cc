@@ -147,6 +147,30 @@ TEST(Flag, OrthogonalInitIsTheLargeDimensionLimitOfTheSeededOne) {
   EXPECT_FALSE(CreateAggregator({"flag", 2, {{"orthogonal_init", 2}}, 1}).ok());
 }
 
+// Found by tests/fuzz (aggregate target): with n_its = 0 no IRLS step runs,
+// and the orthogonal initial subspace (the default) has no weights `a`; the
+// plan read them anyway (an Eigen size mismatch: an assertion in debug
+// builds, out-of-bounds reads in release). The projection of the inputs on
+// a subspace orthogonal to all of them is zero.
+TEST(Flag, NoIterationsGiveTheInitialSubspacesProjection) {
+  const Eigen::MatrixXd g = ShiftedNormal(200, 7, 0.2, 9);
+  auto ortho = CreateAggregator({"flag", 2, {{"n_its", 0}}, 1});
+  ASSERT_TRUE(ortho.ok());
+  auto zero = (*ortho)->Aggregate(g);
+  ASSERT_TRUE(zero.ok()) << zero.status().ToString();
+  EXPECT_EQ(zero->size(), 200);
+  EXPECT_EQ(zero->norm(), 0.0);
+  auto via = AggregateViaGram(**ortho, g, 3, Eigen::VectorXd());
+  ASSERT_TRUE(via.ok());
+  EXPECT_EQ(via->norm(), 0.0);
+  // A seeded subspace is not orthogonal to the inputs: a non-zero projection.
+  auto seeded = CreateAggregator({"flag", 2, {{"n_its", 0}, {"orthogonal_init", 0}}, 1});
+  ASSERT_TRUE(seeded.ok());
+  auto projected = (*seeded)->Aggregate(g);
+  ASSERT_TRUE(projected.ok());
+  EXPECT_GT(projected->norm(), 0.0);
+}
+
 TEST(Flag, InjectedSubspaceShapeIsChecked) {
   AggregatorOptions o{"flag", 0, {{"r", 2}}, 1};
   o.initial_subspace = Eigen::MatrixXd::Identity(10, 2);
