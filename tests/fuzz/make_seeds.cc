@@ -101,6 +101,22 @@ void WireAndBodies() {
   partial.finite = {1, 1, 0};
   partial.gram = Eigen::MatrixXd::Identity(3, 3);
   Write("body", "gram-partial", std::string(1, 4) + px::ps::internal::EncodePartial(partial));
+  // The coordinator's combination (selector 6): rule byte, two shards' partials
+  // of 5 workers (the Gram of 5 vectors split over two slices).
+  Eigen::MatrixXd x = Eigen::MatrixXd::Random(8, 5);
+  std::string combine{6, 0};
+  for (int half = 0; half < 2; ++half) {
+    px::ps::internal::GramPartial shard;
+    shard.workers = {1, 2, 3, 4, 5};
+    shard.finite = {1, 1, 1, 1, 1};
+    const Eigen::MatrixXd rows = x.middleRows(half * 4, 4);
+    shard.gram = rows.transpose() * rows;
+    combine += Chunk(px::ps::internal::EncodePartial(shard));
+  }
+  for (char rule = 0; rule < 3; ++rule) {
+    combine[1] = rule;
+    Write("body", "combine-" + std::to_string(rule), combine);
+  }
   px::ps::internal::RoundPlan plan;
   plan.workers = {2, 3, 4};
   plan.plan.mixing = Eigen::MatrixXd::Constant(3, 1, 1.0 / 3);
