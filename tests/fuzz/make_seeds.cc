@@ -124,6 +124,35 @@ void WireAndBodies() {
   Write("body", "round-plan", std::string(1, 5) + px::ps::internal::EncodePlan(plan));
 }
 
+// Messages to a live server (flag byte 1: the harness writes the registered
+// worker's id into the sender field).
+void ServerMessages() {
+  std::vector<uint64_t> keys = {1, 2};
+  std::vector<float> grads = {0.5f, -1, 2, 0.25f, 1e-3f, 7, 1, 1};
+  auto data = [&](px::MsgType type, int64_t round, uint32_t table, uint32_t dim, bool values,
+                  uint8_t flags = 0) {
+    auto m = px::MakeDataMessage(type, 0, 77, round, table, dim, px::Buffer::Copy(keys.data(), 16),
+                                 values ? px::Buffer::Copy(grads.data(), 32) : px::Buffer(), false);
+    m.header.flags = flags;
+    return std::string(1, 1) + Frames(m);
+  };
+  Write("server", "pull", data(px::MsgType::kPull, 0, 1, 4, false));
+  Write("server", "pull-next-round", data(px::MsgType::kPull, 1, 1, 4, false));
+  Write("server", "push", data(px::MsgType::kPush, 0, 1, 4, true));
+  Write("server", "push-table0", data(px::MsgType::kPush, 0, 0, 4, true));
+  Write("server", "push-ahead", data(px::MsgType::kPush, 3, 1, 4, true));
+  Write("server", "push-parts", data(px::MsgType::kPush, 0, 1, 4, true, px::kFlagMoreParts));
+  Write("server", "honest-peek",
+        data(px::MsgType::kPull, 0, 1, 4, false, px::kFlagHonestGradients));
+  px::ps::internal::GramPartial partial;
+  partial.workers = {1};
+  partial.finite = {1};
+  partial.gram = Eigen::MatrixXd::Identity(1, 1);
+  auto gram = px::MakeControlMessage(px::MsgType::kGramPartial, 0, 78,
+                                     px::ps::internal::EncodePartial(partial));
+  Write("server", "gram-partial", std::string(1, 1) + Frames(gram));
+}
+
 void Snapshot() {
   px::ps::TableOptions t0;
   t0.table_id = 0;
@@ -203,6 +232,7 @@ int main(int argc, char** argv) {
   }
   corpus = argv[1];
   WireAndBodies();
+  ServerMessages();
   Snapshot();
   Datasets();
   Configs(argv[2]);
