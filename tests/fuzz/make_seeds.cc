@@ -153,6 +153,27 @@ void ServerMessages() {
   Write("server", "gram-partial", std::string(1, 1) + Frames(gram));
 }
 
+// Messages to the scheduler: registrations of each role, then what a
+// registered node sends (its id is 1 when it registered first).
+void SchedulerMessages() {
+  px::RegisterBody reg;
+  reg.node.host = "127.0.0.1";
+  reg.node.data_port = 4000;
+  for (px::Role role : {px::Role::kServer, px::Role::kWorker}) {
+    reg.node.role = role;
+    Write("scheduler", std::string("register-") + px::RoleName(role),
+          Frames(px::MakeControlMessage(px::MsgType::kRegister, -1, 1, px::EncodeRegister(reg))));
+  }
+  reg.requested_rank = 1;
+  Write("scheduler", "register-rank",
+        Frames(px::MakeControlMessage(px::MsgType::kRegister, -1, 1, px::EncodeRegister(reg))));
+  Write("scheduler", "heartbeat",
+        Frames(px::MakeControlMessage(px::MsgType::kHeartbeat, 1, 2, "")));
+  Write("scheduler", "barrier",
+        Frames(px::MakeControlMessage(px::MsgType::kBarrier, 1, 3, px::EncodeBarrier({"go", 1}))));
+  Write("scheduler", "leave", Frames(px::MakeControlMessage(px::MsgType::kLeave, 1, 4, "")));
+}
+
 void Snapshot() {
   px::ps::TableOptions t0;
   t0.table_id = 0;
@@ -233,6 +254,7 @@ int main(int argc, char** argv) {
   corpus = argv[1];
   WireAndBodies();
   ServerMessages();
+  SchedulerMessages();
   Snapshot();
   Datasets();
   Configs(argv[2]);
