@@ -17,6 +17,7 @@
 #include "ps/internal/coordination.h"
 #include "ps/snapshot.h"
 #include "ps/table.h"
+#include "tests/fuzz/snapshot_layout.h"
 
 namespace {
 
@@ -175,15 +176,9 @@ void SchedulerMessages() {
 }
 
 void Snapshot() {
-  px::ps::TableOptions t0;
-  t0.table_id = 0;
-  t0.dim = 4;
-  px::ps::TableOptions t1;
-  t1.table_id = 1;
-  t1.dim = 3;
-  t1.optimizer.kind = px::ps::OptimizerKind::kAdam;
-  auto a = px::ps::EmbeddingTable::Create(t0).value();
-  auto b = px::ps::EmbeddingTable::Create(t1).value();
+  const auto layout = px::fuzz::SnapshotFuzzTables();
+  auto a = px::ps::EmbeddingTable::Create(layout[0]).value();
+  auto b = px::ps::EmbeddingTable::Create(layout[1]).value();
   std::vector<uint64_t> keys = {1, 2, 3};
   std::vector<float> g(12, 0.5f);
   a->Apply(keys, g.data());

@@ -2,8 +2,8 @@
 // and LoadSnapshot. Input: one flag byte, then the file. With flag bit 0 set
 // the harness appends a valid footer (end magic, length, XXH3 of the bytes),
 // so mutations get past the checksum into the record parsing and the row
-// import. The expectation is the layout of the seed snapshots: table 0 dim 4
-// with SGD, table 1 dim 3 with Adam (tests/fuzz/make_seeds.cc).
+// import. The expectation is the layout the seeds were written with
+// (snapshot_layout.h).
 
 #include <xxhash.h>
 
@@ -12,6 +12,7 @@
 
 #include "ps/snapshot.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/snapshot_layout.h"
 
 namespace {
 
@@ -20,14 +21,7 @@ using phalanx::fuzz::Violated;
 
 phalanx::ps::SnapshotExpectation Expectation() {
   phalanx::ps::SnapshotExpectation e;
-  phalanx::ps::TableOptions t0;
-  t0.table_id = 0;
-  t0.dim = 4;
-  phalanx::ps::TableOptions t1;
-  t1.table_id = 1;
-  t1.dim = 3;
-  t1.optimizer.kind = phalanx::ps::OptimizerKind::kAdam;
-  e.tables = {t0, t1};
+  e.tables = phalanx::fuzz::SnapshotFuzzTables();
   return e;
 }
 
