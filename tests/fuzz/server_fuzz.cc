@@ -116,7 +116,7 @@ class Cluster {
         if (must_answer) Violated("the server refused the probe pull");
         return false;
       }
-      if (r.msg.value_span().size() != 2 * kDim) Violated("probe reply of the wrong size");
+      if (r.msg.value_span().size() != size_t{2} * kDim) Violated("probe reply of the wrong size");
       for (float v : r.msg.value_span()) {
         if (!std::isfinite(v)) Violated("a table row became non-finite");
       }
