@@ -6,14 +6,14 @@
 # that crash are written to runs/fuzz/crashes/<target>/; copy them into
 # tests/fuzz/corpus/<target>/ with the fix, so the replay tests keep them.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]   (targets: wire body snapshot server scheduler
-# dataset config aggregate; default all). Exit code 1 when any target crashed.
+# client dataset config aggregate; default all). Exit code 1 when any target crashed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire body snapshot server scheduler dataset config aggregate)
+[ ${#targets[@]} -eq 0 ] && targets=(wire body snapshot server scheduler client dataset config aggregate)
 
 scripts/setup.sh --no-data
 if ! command -v clang++ >/dev/null 2>&1; then

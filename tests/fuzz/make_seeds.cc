@@ -175,6 +175,22 @@ void SchedulerMessages() {
   Write("scheduler", "leave", Frames(px::MakeControlMessage(px::MsgType::kLeave, 1, 4, "")));
 }
 
+// Replies of a fake server to the client (flag bit 0: the client pulls; bit
+// 1: its keys repeat one, so 4 rows come back).
+void ClientReplies() {
+  std::vector<float> rows(5 * 4, 0.25f);
+  for (size_t n : {5, 4}) {
+    auto reply = px::MakeDataMessage(px::MsgType::kPullResponse, 1, 0, 0, 1, 4, px::Buffer(),
+                                     px::Buffer::Copy(rows.data(), n * 16), false);
+    const char flag = n == 5 ? 1 : 3;
+    Write("client", "pull-reply-" + std::to_string(n), std::string(1, flag) + Frames(reply));
+  }
+  auto ack = px::MakeDataMessage(px::MsgType::kPushAck, 1, 0, 1, 1, 0, px::Buffer(), px::Buffer());
+  Write("client", "push-ack", std::string(1, 0) + Frames(ack));
+  Write("client", "error",
+        std::string(1, 1) + Frames(px::MakeErrorMessage(1, 0, px::NotFound("unknown table 1"))));
+}
+
 void Snapshot() {
   const auto layout = px::fuzz::SnapshotFuzzTables();
   auto a = px::ps::EmbeddingTable::Create(layout[0]).value();
@@ -250,6 +266,7 @@ int main(int argc, char** argv) {
   WireAndBodies();
   ServerMessages();
   SchedulerMessages();
+  ClientReplies();
   Snapshot();
   Datasets();
   Configs(argv[2]);
