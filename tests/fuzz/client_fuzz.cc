@@ -81,8 +81,14 @@ class Harness {
     auto id = pull ? client_->PullAsync(1, keys, kDim, 0, out.data() + kDim)
                    : client_->PushAsync(1, keys, kDim, grads.data(), 0, true);
     if (!id.ok()) Violated("the client could not start a request");
-    px::Received req = server_->Recv(10000);
-    if (!req.status.ok()) Violated("the fake server got no request");
+    // libFuzzer's timeout alarm interrupts waits (Recv then reports nothing
+    // yet), so wait in a loop up to a deadline.
+    px::Received req;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    do {
+      req = server_->Recv(1000);
+    } while (req.peer.empty() && std::chrono::steady_clock::now() < until);
+    if (!req.status.ok()) Violated("the fake server got no valid request within 10 s");
     const uint64_t wire = req.msg.header.request_id;
     if (frames[0].size() == px::kHeaderBytes) {
       std::memcpy(frames[0].data() + 12, &wire, sizeof(wire));  // Header::request_id

@@ -6,6 +6,7 @@
 // server and the scheduler rely on), and that accepted control bodies decode
 // without crashing.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,7 +92,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (!in.empty() && frames.size() < 16) frames.push_back(in.Chunk());
   if (frames.empty()) return 0;
   if (!p.dealer->SendRaw(frames).ok()) Violated("inproc send failed");
-  phalanx::Received r = p.router->Recv(10000);
+  // libFuzzer's timeout alarm interrupts waits (Recv then reports nothing
+  // yet), so wait in a loop up to a deadline.
+  phalanx::Received r;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    r = p.router->Recv(1000);
+  } while (r.peer.empty() && std::chrono::steady_clock::now() < until);
   if (r.peer.empty()) Violated("a message sent over inproc did not arrive within 10 s");
   if (r.status.ok()) CheckAccepted(r.msg);
   return 0;
