@@ -10,12 +10,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/membership.h"
@@ -23,6 +21,7 @@
 #include "common/transport.h"
 #include "scheduler/scheduler.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/live_nodes.h"
 #include "worker/client.h"
 
 namespace {
@@ -36,20 +35,12 @@ constexpr float kGuard = 1234.5f;
 // A function-local static made after ZeroMQ's context (see wire_fuzz.cc).
 class Harness {
  public:
-  Harness() {
-    spdlog::set_level(spdlog::level::critical);  // refused replies are logged
-    px::scheduler::SchedulerOptions so;
-    so.heartbeat_timeout_ms = 600000;
-    auto sched = px::scheduler::Scheduler::Create(so);
-    if (!sched.ok()) Violated("cannot start the scheduler");
-    scheduler_ = std::move(sched).value();
-    thread_ = std::thread([this] { (void)scheduler_->Run(&stop_); });
-
+  Harness() : scheduler_(Options()) {
     auto router = px::Socket::Bind(px::Socket::Kind::kRouter, "tcp://127.0.0.1:0");
     if (!router.ok()) Violated("cannot bind the fake server");
     server_ = std::move(router).value();
     px::MembershipOptions mo;
-    mo.scheduler_endpoint = scheduler_->endpoint();
+    mo.scheduler_endpoint = scheduler_.endpoint();
     mo.self.role = px::Role::kServer;
     mo.self.host = "127.0.0.1";
     mo.self.data_port = server_->port();
@@ -58,20 +49,12 @@ class Harness {
     server_member_ = std::move(member).value();
 
     px::worker::ClientOptions co;
-    co.scheduler_endpoint = scheduler_->endpoint();
+    co.scheduler_endpoint = scheduler_.endpoint();
     co.request_timeout_ms = 20000;
     auto client = px::worker::Client::Create(co);
     if (!client.ok()) Violated("cannot create the client");
     client_ = std::move(client).value();
   }
-  ~Harness() {
-    stop_ = true;
-    client_.reset();
-    server_member_.reset();
-    server_.reset();
-    if (thread_.joinable()) thread_.join();
-  }
-
   void Run(bool pull, bool repeats, std::vector<std::string> frames) {
     std::vector<uint64_t> keys = {11, 12, 13, 14, 15};
     if (repeats) keys[3] = 11;
@@ -81,22 +64,17 @@ class Harness {
     auto id = pull ? client_->PullAsync(1, keys, kDim, 0, out.data() + kDim)
                    : client_->PushAsync(1, keys, kDim, grads.data(), 0, true);
     if (!id.ok()) Violated("the client could not start a request");
-    // libFuzzer's timeout alarm interrupts waits (Recv then reports nothing
-    // yet), so wait in a loop up to a deadline.
-    px::Received req;
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    do {
-      req = server_->Recv(1000);
-    } while (req.peer.empty() && std::chrono::steady_clock::now() < until);
-    if (!req.status.ok()) Violated("the fake server got no valid request within 10 s");
-    const uint64_t wire = req.msg.header.request_id;
+    auto req = px::fuzz::ReceiveWithin(*server_, std::chrono::seconds(10),
+                                       [](const auto& m) { return !m.peer.empty(); });
+    if (!req || !req->status.ok()) Violated("the fake server got no valid request within 10 s");
+    const uint64_t wire = req->msg.header.request_id;
     if (frames[0].size() == px::kHeaderBytes) {
       std::memcpy(frames[0].data() + 12, &wire, sizeof(wire));  // Header::request_id
     }
-    if (!server_->SendRaw(frames, req.peer).ok()) Violated("the fake server could not reply");
+    if (!server_->SendRaw(frames, req->peer).ok()) Violated("the fake server could not reply");
     // Completes the request if the fuzzed reply did not (an answer to a
     // finished request is ignored).
-    (void)server_->Send(px::MakeErrorMessage(0, wire, px::Unavailable("fuzz")), req.peer);
+    (void)server_->Send(px::MakeErrorMessage(0, wire, px::Unavailable("fuzz")), req->peer);
     const auto start = std::chrono::steady_clock::now();
     (void)client_->Wait(*id);
     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
@@ -110,9 +88,13 @@ class Harness {
   }
 
  private:
-  std::atomic<bool> stop_{false};
-  std::unique_ptr<px::scheduler::Scheduler> scheduler_;
-  std::thread thread_;
+  static px::scheduler::SchedulerOptions Options() {
+    spdlog::set_level(spdlog::level::critical);  // refused replies are logged
+    return {};
+  }
+
+  // Members stop in reverse order: client, fake server, scheduler.
+  px::fuzz::SchedulerThread scheduler_;
   std::unique_ptr<px::Socket> server_;
   std::unique_ptr<px::MembershipClient> server_member_;
   std::unique_ptr<px::worker::Client> client_;
@@ -124,8 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0 || size > (1 << 16)) return 0;
   static Harness harness;
   px::fuzz::ChunkReader in(data + 1, size - 1);
-  std::vector<std::string> frames;
-  while (!in.empty() && frames.size() < 8) frames.push_back(in.Chunk());
+  std::vector<std::string> frames = in.Chunks(8);
   if (frames.empty()) return 0;
   harness.Run((data[0] & 1) != 0, (data[0] & 2) != 0, std::move(frames));
   return 0;

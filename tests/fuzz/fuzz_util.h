@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace phalanx::fuzz {
 
@@ -28,6 +29,12 @@ class ChunkReader {
     const size_t n = std::min(len, size_ - std::min(pos_, size_));
     std::string out(reinterpret_cast<const char*>(data_) + pos_, n);
     pos_ += n;
+    return out;
+  }
+  // The remaining chunks, at most max_chunks (one per message frame).
+  std::vector<std::string> Chunks(size_t max_chunks) {
+    std::vector<std::string> out;
+    while (!empty() && out.size() < max_chunks) out.push_back(Chunk());
     return out;
   }
   // Everything not read yet.

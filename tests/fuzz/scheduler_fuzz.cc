@@ -7,18 +7,17 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/message.h"
 #include "common/transport.h"
 #include "scheduler/scheduler.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/live_nodes.h"
 
 namespace {
 
@@ -30,25 +29,10 @@ constexpr uint64_t kProbeRequest = 0xfeedf00dULL;
 // A function-local static made after ZeroMQ's context (see wire_fuzz.cc).
 class Harness {
  public:
-  Harness() {
-    spdlog::set_level(spdlog::level::critical);  // refusals are logged
-    px::scheduler::SchedulerOptions so;
-    so.expected_servers = 2;
-    so.expected_workers = 3;
-    so.num_slots = 64;
-    so.heartbeat_timeout_ms = 600000;
-    auto sched = px::scheduler::Scheduler::Create(so);
-    if (!sched.ok()) Violated("cannot start the scheduler");
-    scheduler_ = std::move(sched).value();
-    thread_ = std::thread([this] { (void)scheduler_->Run(&stop_); });
-    auto dealer = px::Socket::Connect(px::Socket::Kind::kDealer, scheduler_->endpoint());
+  Harness() : scheduler_(Options()) {
+    auto dealer = px::Socket::Connect(px::Socket::Kind::kDealer, scheduler_.endpoint());
     if (!dealer.ok()) Violated("cannot connect to the scheduler");
     dealer_ = std::move(dealer).value();
-  }
-  ~Harness() {
-    stop_ = true;
-    dealer_.reset();
-    if (thread_.joinable()) thread_.join();
   }
 
   px::Socket& dealer() { return *dealer_; }
@@ -57,24 +41,28 @@ class Harness {
     auto msg = px::MakeDataMessage(px::MsgType::kPull, -1, kProbeRequest, 0, 0, 1, px::Buffer(),
                                    px::Buffer(), false);
     if (!dealer_->Send(msg).ok()) Violated("cannot send the probe");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    bool answered = false;
-    while (!answered && std::chrono::steady_clock::now() < deadline) {
-      px::Received r = dealer_->Recv(1000);
-      answered = r.status.ok() && r.msg.header.request_id == kProbeRequest &&
-                 r.msg.header.type == px::MsgType::kError;
-    }
-    if (!answered) Violated("the scheduler stopped answering (no refusal of the probe in 20 s)");
-    if (nlohmann::json::parse(scheduler_->StatusJson(), nullptr, false).is_discarded()) {
+    auto refusal = px::fuzz::ReceiveWithin(*dealer_, std::chrono::seconds(20), [](const auto& r) {
+      return r.status.ok() && r.msg.header.request_id == kProbeRequest &&
+             r.msg.header.type == px::MsgType::kError;
+    });
+    if (!refusal) Violated("the scheduler stopped answering (no refusal of the probe in 20 s)");
+    if (nlohmann::json::parse(scheduler_.StatusJson(), nullptr, false).is_discarded()) {
       Violated("the scheduler's /status is not valid JSON");
     }
   }
 
  private:
-  std::atomic<bool> stop_{false};
-  std::unique_ptr<px::scheduler::Scheduler> scheduler_;
-  std::thread thread_;
-  std::unique_ptr<px::Socket> dealer_;
+  static px::scheduler::SchedulerOptions Options() {
+    spdlog::set_level(spdlog::level::critical);  // refusals are logged
+    px::scheduler::SchedulerOptions so;
+    so.expected_servers = 2;
+    so.expected_workers = 3;
+    so.num_slots = 64;
+    return so;
+  }
+
+  px::fuzz::SchedulerThread scheduler_;
+  std::unique_ptr<px::Socket> dealer_;  // closed before the scheduler stops
 };
 
 }  // namespace
@@ -83,8 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > (1 << 16)) return 0;
   static Harness harness;
   px::fuzz::ChunkReader in(data, size);
-  std::vector<std::string> frames;
-  while (!in.empty() && frames.size() < 8) frames.push_back(in.Chunk());
+  const std::vector<std::string> frames = in.Chunks(8);
   if (frames.empty()) return 0;
   if (!harness.dealer().SendRaw(frames).ok()) Violated("cannot send to the scheduler");
   harness.Probe();

@@ -27,6 +27,7 @@
 #include "ps/server.h"
 #include "scheduler/scheduler.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/live_nodes.h"
 
 namespace {
 
@@ -40,19 +41,10 @@ constexpr uint64_t kProbeRequest = 0xfeedf00dULL;
 // it stops its threads and closes its sockets before the context terminates.
 class Cluster {
  public:
-  Cluster() {
-    // Refusals are logged as warnings; at fuzzing rates that is all I/O.
-    spdlog::set_level(spdlog::level::critical);
-    px::scheduler::SchedulerOptions so;
-    so.heartbeat_timeout_ms = 600000;  // a slow sanitizer build must not look dead
-    auto sched = px::scheduler::Scheduler::Create(so);
-    if (!sched.ok()) Violated("cannot start the scheduler");
-    scheduler_ = std::move(sched).value();
-    scheduler_thread_ = std::thread([this] { (void)scheduler_->Run(&stop_); });
-
+  Cluster() : scheduler_(Options()) {
     // The worker first: Server::Create returns once the cluster has formed.
     px::MembershipOptions mo;
-    mo.scheduler_endpoint = scheduler_->endpoint();
+    mo.scheduler_endpoint = scheduler_.endpoint();
     mo.self.role = px::Role::kWorker;
     mo.self.host = "127.0.0.1";
     mo.heartbeat_ms = 100;
@@ -60,7 +52,7 @@ class Cluster {
     if (!worker.ok()) Violated("cannot register the worker");
     worker_ = std::move(worker).value();
     px::ps::ServerOptions o;
-    o.scheduler_endpoint = scheduler_->endpoint();
+    o.scheduler_endpoint = scheduler_.endpoint();
     o.synchronous = true;
     o.round_timeout_ms = 60000;
     o.honest_peeks = true;
@@ -93,8 +85,6 @@ class Cluster {
     stop_ = true;
     dealer_.reset();
     if (server_thread_.joinable()) server_thread_.join();
-    worker_.reset();
-    if (scheduler_thread_.joinable()) scheduler_thread_.join();
   }
 
   int32_t worker_id() const { return worker_->node_id(); }
@@ -108,28 +98,35 @@ class Cluster {
     auto msg = px::MakeDataMessage(px::MsgType::kPull, worker_id(), kProbeRequest, 0, 1, kDim,
                                    px::Buffer::Copy(keys, sizeof(keys)), px::Buffer(), false);
     if (!dealer_->Send(msg).ok()) Violated("cannot send the probe");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      px::Received r = dealer_->Recv(1000);
-      if (!r.status.ok() || r.msg.header.request_id != kProbeRequest) continue;
-      if (r.msg.header.type != px::MsgType::kPullResponse) {
-        if (must_answer) Violated("the server refused the probe pull");
-        return false;
-      }
-      if (r.msg.value_span().size() != size_t{2} * kDim) Violated("probe reply of the wrong size");
-      for (float v : r.msg.value_span()) {
-        if (!std::isfinite(v)) Violated("a table row became non-finite");
-      }
-      return true;
+    auto r = px::fuzz::ReceiveWithin(*dealer_, std::chrono::seconds(20), [](const auto& m) {
+      return m.status.ok() && m.msg.header.request_id == kProbeRequest;
+    });
+    if (!r) {
+      if (must_answer) Violated("the server stopped answering (no probe reply within 20 s)");
+      return false;
     }
-    if (must_answer) Violated("the server stopped answering (no probe reply within 20 s)");
-    return false;
+    if (r->msg.header.type != px::MsgType::kPullResponse) {
+      if (must_answer) Violated("the server refused the probe pull");
+      return false;
+    }
+    if (r->msg.value_span().size() != size_t{2} * kDim) Violated("probe reply of the wrong size");
+    for (float v : r->msg.value_span()) {
+      if (!std::isfinite(v)) Violated("a table row became non-finite");
+    }
+    return true;
   }
 
  private:
-  std::atomic<bool> stop_{false};
-  std::unique_ptr<px::scheduler::Scheduler> scheduler_;
-  std::thread scheduler_thread_;
+  static px::scheduler::SchedulerOptions Options() {
+    // Refusals are logged as warnings; at fuzzing rates that is all I/O.
+    spdlog::set_level(spdlog::level::critical);
+    return {};
+  }
+
+  // Destroyed in reverse order: connection, worker, server (stopped and
+  // joined in ~Cluster), scheduler.
+  px::fuzz::SchedulerThread scheduler_;
+  std::atomic<bool> stop_{false};  // the server's
   std::unique_ptr<px::ps::Server> server_;
   std::thread server_thread_;
   std::unique_ptr<px::MembershipClient> worker_;
@@ -147,8 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0 || size > (1 << 16)) return 0;
   Cluster& c = TheCluster();
   px::fuzz::ChunkReader in(data + 1, size - 1);
-  std::vector<std::string> frames;
-  while (!in.empty() && frames.size() < 8) frames.push_back(in.Chunk());
+  std::vector<std::string> frames = in.Chunks(8);
   if (frames.empty()) return 0;
   if ((data[0] & 1) && frames[0].size() == px::kHeaderBytes) {
     const int32_t id = c.worker_id();

@@ -15,6 +15,7 @@
 #include "common/message.h"
 #include "common/transport.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/live_nodes.h"
 
 namespace {
 
@@ -87,19 +88,13 @@ void CheckAccepted(const phalanx::Message& m) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Pair& p = Sockets();
-  ChunkReader in(data, size);
-  std::vector<std::string> frames;
-  while (!in.empty() && frames.size() < 16) frames.push_back(in.Chunk());
+  const std::vector<std::string> frames = ChunkReader(data, size).Chunks(16);
   if (frames.empty()) return 0;
   if (!p.dealer->SendRaw(frames).ok()) Violated("inproc send failed");
-  // libFuzzer's timeout alarm interrupts waits (Recv then reports nothing
-  // yet), so wait in a loop up to a deadline.
-  phalanx::Received r;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  do {
-    r = p.router->Recv(1000);
-  } while (r.peer.empty() && std::chrono::steady_clock::now() < until);
-  if (r.peer.empty()) Violated("a message sent over inproc did not arrive within 10 s");
-  if (r.status.ok()) CheckAccepted(r.msg);
+  // A ROUTER names the peer of every message it got, accepted or refused.
+  auto r = phalanx::fuzz::ReceiveWithin(*p.router, std::chrono::seconds(10),
+                                        [](const phalanx::Received& m) { return !m.peer.empty(); });
+  if (!r) Violated("a message sent over inproc did not arrive within 10 s");
+  if (r->status.ok()) CheckAccepted(r->msg);
   return 0;
 }
