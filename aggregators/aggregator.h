@@ -5,8 +5,8 @@
 // Every rule has a direct form (Aggregate: n vectors in, one vector out) and a
 // Gram form (PlanFromGram: the n' x n' Gram matrix of [G | E] in, a GramPlan
 // out) so that servers holding disjoint slices of the coordinates compute
-// their slice of the exact aggregate (DESIGN.md, "Robust aggregation across
-// shards"). The two-phase protocol is:
+// their slice of the exact aggregate (docs/aggregation-rules.md, "Direct form
+// and Gram form"). The two-phase protocol is:
 //
 //   shard s:      E_s = rule->ExtraColumns(begin_s, rows_s, prev_slice_s)
 //                 K_s = PartialGram(G_s, E_s)                 (n+k)x(n+k)
@@ -44,7 +44,7 @@ struct AggregatorOptions {
   // Centered clipping: initial centre (d-vector). Empty means the zero vector.
   Eigen::VectorXd center = {};
   // Flag: injected initial subspace Y0 (d x r, orthonormal columns), the test
-  // hook of specs/flag-aggregator.md §6. Empty means the seeded default.
+  // hook of docs/aggregation-rules.md, "Initial subspace". Empty means the seeded default.
   Eigen::MatrixXd initial_subspace = {};
 };
 

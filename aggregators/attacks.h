@@ -1,5 +1,5 @@
 #pragma once
-// Byzantine attacks as pure functions (specs/robust-aggregators.md §13, ByzFL
+// Byzantine attacks as pure functions (docs/attacks.md, ByzFL
 // definitions). Each takes the honest vectors (d x h, column = one honest
 // worker) and returns the one vector that all f Byzantine workers send.
 // Thread-safe; no global RNG is touched (Gaussian takes its seed).

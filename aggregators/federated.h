@@ -1,8 +1,8 @@
 #pragma once
 // Server-side federated aggregation rules as explicit state machines
-// (specs/async-fl.md §1, §6): synchronous FedAvg, asynchronous FedAvg as
+// (docs/federated.md): synchronous FedAvg, asynchronous FedAvg as
 // Fraboni et al. define it, FedAsync, FedBuff and FedFix, behind the one
-// interface of spec §1.7. Pure library: no clock, no I/O, no threads. The
+// interface of docs/federated.md. Pure library: no clock, no I/O, no threads. The
 // caller (the simulator, later a ps server in live mode) feeds updates and
 // timer ticks; everything the server remembers lives in FederatedState, which
 // cereal can save and restore (SaveState / LoadState).
@@ -32,7 +32,7 @@
 
 namespace phalanx::aggregators {
 
-// Staleness scaling s(d) of spec §1.4/§1.6. Names: constant (1), polynomial
+// Staleness scaling s(d) (docs/federated.md, "Notation"). Names: constant (1), polynomial
 // ((d+1)^-a), hinge (1 if d <= b else 1/(a(d-b)+1)), sqrt (1/sqrt(1+d),
 // FedBuff's default).
 struct StalenessOptions {
@@ -73,7 +73,7 @@ struct FederatedOptions {
 // Fills algorithm defaults and checks ranges. InvalidArgument names the key.
 Status ResolveFederatedOptions(FederatedOptions* o);
 
-// One arriving client update (spec §1.7).
+// One arriving client update (docs/federated.md, "One interface").
 struct ClientUpdate {
   int64_t client = 0;
   std::span<const float> delta;  // Δ = θ⁺ − θ_base, model_size floats

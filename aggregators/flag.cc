@@ -1,5 +1,5 @@
 // The Flag aggregator (FA) of Almasi et al., as its authors' code computes it
-// (specs/flag-aggregator.md §4), in the p-space formulation of §5: the IRLS
+// (docs/aggregation-rules.md, "Flag aggregator"), in its p-space form: the IRLS
 // runs on p x p matrices built from the Gram matrix of [G | E], where E holds
 // the initial subspace's generating columns, so the cost is O(d p^2) for the
 // Gram matrix and never a d x q temporary. The direct form is that same
@@ -57,7 +57,7 @@ double Objective(const Eigen::MatrixXd& z) {
   return j;
 }
 
-// One weighted flag-mean step (spec §4.4) in p-space.
+// One weighted flag-mean step (docs/aggregation-rules.md, "One IRLS step") in p-space.
 FlagIterate FlagMeanStep(const Eigen::MatrixXd& khat, const Eigen::MatrixXd& z,
                          const FlagParams& params, int r) {
   const int p = static_cast<int>(khat.rows());
@@ -134,7 +134,7 @@ Result<GramPlan> FlagFromGram(const Eigen::MatrixXd& gram, int p, int k, const F
     z0 = t.transpose() * gram.bottomLeftCorner(k, p) * inv_norms.asDiagonal();
   }
 
-  // IRLS driver (spec §4.5).
+  // IRLS driver (docs/aggregation-rules.md, "IRLS driver").
   FlagIterate current{z0, Eigen::VectorXd()};
   FlagIterate previous = current;
   bool current_is_initial = true;
@@ -232,7 +232,7 @@ Result<std::unique_ptr<Aggregator>> MakeFlag(const AggregatorOptions& options,
   fp.eps = params.Get("eps", 1e-7);
   fp.norm_eps = params.Get("norm_eps", 1e-12);
   fp.tol = params.Get("tol", 1e-10);
-  // The authors draw Y0 at random in R^d (spec §4.2); with d >> r its
+  // The authors draw Y0 at random in R^d (docs/aggregation-rules.md); with d >> r its
   // projections ||Y0ᵀx̂_i||² are about r/d, so the first IRLS weights are 1 to
   // within O(r/d). orthogonal_init (the default) takes that limit exactly: Y0
   // orthogonal to every input, weights exactly uniform. It saves the r seeded

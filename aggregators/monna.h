@@ -1,6 +1,6 @@
 #pragma once
-// One round of the MoNNA peer-to-peer algorithm (specs/robust-aggregators.md
-// §2.2) for the simulator: Polyak momentum, local step, ALIE Byzantine models,
+// One round of the MoNNA peer-to-peer algorithm (docs/aggregation-rules.md,
+// "The MoNNA round") for the simulator: Polyak momentum, local step, ALIE Byzantine models,
 // and NNA mixing around each honest node's own half-step model. Pure
 // function, thread-safe.
 

@@ -1,6 +1,6 @@
 // "nna": nearest-neighbour averaging around a robust pivot, the
-// parameter-server form of NNA (specs/robust-aggregators.md §2.3 option 2,
-// "robust pivot"; MoNNA repo `cva --gar-pivot`). The pivot is p = A(X) for a
+// parameter-server form of NNA (docs/aggregation-rules.md, "NNA, MoNNA and
+// NNM": robust pivot; MoNNA repo `cva --gar-pivot`). The pivot is p = A(X) for a
 // robust rule A (geometric median by default, Krum with pivot=1); the output
 // is the mean of the k = n - f inputs nearest to p (squared Euclidean
 // distance, ties by (distance, index)).

@@ -1,6 +1,6 @@
 // Aggregation rules, direct form vs two-phase Gram form, against the cost of
 // reading the n input vectors once (a plain summation over the same memory,
-// measured in the same run: DESIGN.md asks for ratios, not absolute times).
+// measured in the same run: ratios, not absolute times, on a shared machine).
 //
 //   bench_aggregators                       n in {7,15,31}, d in {1e5,1e6}
 //   bench_aggregators --big                 adds d = 1e7 (needs ~30 GB for n=31)

@@ -1,6 +1,6 @@
 #pragma once
 // `phalanx simulate`: federated clients on an event-driven virtual clock
-// (specs/async-fl.md §3.1, §6.5). Simulated time never waits on the wall
+// (docs/federated.md, "The simulator's event loop"). Simulated time never waits on the wall
 // clock: a dispatched client gets an end event at now + τ (its speed profile),
 // and its local training runs lazily when the loop needs the result;
 // staleness comes from the server's version numbers. The server side is

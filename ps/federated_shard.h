@@ -1,6 +1,6 @@
 #pragma once
 // FederatedShard: live federated mode on one server shard (cluster.mode =
-// "federated"; specs/async-fl.md §1, §6). Table 0 holds the dense model, and
+// "federated"; docs/federated.md). Table 0 holds the dense model, and
 // this shard runs its own aggregators::FederatedServer over its slice of it
 // (the dense rows whose slots it owns). Clients hosted by the workers
 // (worker/federated_client.h) pull the slice and its version, train, and push

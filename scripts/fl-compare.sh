@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fraboni et al.'s comparison (specs/async-fl.md §2.2), scaled to this machine:
+# Fraboni et al.'s comparison (docs/federated.md), scaled to this machine:
 # Fashion-MNIST softmax, Dir(0.1) equal-size clients, F-80, K = 10 local steps of
 # batch 64, η_g = 1, the same virtual-time budget for sync FedAvg, async FedAvg
 # (Fraboni and identical weights), FedFix Δt ∈ {0.2, 0.5, 0.8} and FedBuff

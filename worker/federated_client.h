@@ -1,6 +1,6 @@
 #pragma once
 // FederatedWorker: one worker process hosting a share of a live federated
-// client population (cluster.mode = "federated"; specs/async-fl.md §1, §6;
+// client population (cluster.mode = "federated"; docs/federated.md;
 // the servers' side is ps/federated_shard.h). Worker rank r of W hosts
 // clients r, r+W, r+2W, ... All of them are in flight at once on this one
 // thread: a client pulls the dense model and its version (the pull tagged

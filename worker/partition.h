@@ -1,6 +1,6 @@
 #pragma once
-// Non-IID splits of a training set over federated clients (specs/async-fl.md
-// §2.2). Three methods:
+// Non-IID splits of a training set over federated clients (docs/federated.md,
+// "Clients"). Three methods:
 //  - dirichlet-equal: Fraboni et al.'s variant. Client c draws label
 //    proportions q_c ~ Dir(α·1_C) and then `samples_per_client` examples, each
 //    of a class drawn from q_c and uniformly (with replacement) from that

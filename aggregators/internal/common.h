@@ -18,7 +18,7 @@ Status CheckInputs(const Eigen::MatrixXd& inputs, int min_cols, const std::strin
 Status CheckGram(const Eigen::MatrixXd& gram, int n, int k, const std::string& rule);
 
 // Indices of the k smallest keys, ordered by (key, index): the project-wide
-// tie-breaking rule (specs/robust-aggregators.md §16.6).
+// tie-breaking rule (docs/aggregation-rules.md, "Notation and conventions").
 std::vector<int> StableSmallest(const Eigen::VectorXd& keys, int k);
 
 // Squared Euclidean distances between the columns of x, computed once per

@@ -1,6 +1,6 @@
 #pragma once
-// The two-phase round protocol between shards (DESIGN.md, "Robust aggregation
-// across shards"). Phase 1: every shard sends the round coordinator a
+// The two-phase round protocol between shards (docs/architecture.md, "One
+// synchronous round"). Phase 1: every shard sends the round coordinator a
 // GramPartial: which workers pushed, whether each worker's slice was finite,
 // and (for rules that are not coordinate-wise) the float64 partial Gram
 // matrix of its slice [G_s | E_s]. Phase 2: the coordinator picks the workers

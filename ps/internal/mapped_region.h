@@ -8,7 +8,7 @@ namespace phalanx::ps::internal {
 // MappedRegion owns one anonymous mapping. Regions of 2 MiB or more are 2 MiB
 // aligned and advised MADV_HUGEPAGE, so the kernel backs them with transparent
 // huge pages when it can: random row access over 4 KiB pages is 2-5x slower on
-// our machines (see LIMITS.md). Without THP they quietly stay on 4 KiB pages.
+// our machines. Without THP they quietly stay on 4 KiB pages.
 // Growth uses mremap, which moves page-table entries rather than bytes, so a
 // multi-GiB slab grows in microseconds and no row is copied. Bytes never
 // written read as zero, which the hash index relies on (zero = empty slot).

@@ -80,7 +80,7 @@ TEST(CaseRunner, FormatsWith17SignificantDigits) {
 }
 
 TEST(Attacks, ZMaxMatchesTheSpecTable) {
-  // specs/robust-aggregators.md §13.3.
+  // docs/attacks.md, "A little is enough".
   const std::vector<std::tuple<int, int, double>> table = {{5, 1, 0.2533},  {9, 2, 0.4307},
                                                            {15, 4, 0.6229}, {10, 3, 0.5244},
                                                            {16, 3, 0.3186}, {26, 5, 0.3957}};

@@ -1,5 +1,5 @@
 // The federated server rules (aggregators/federated.h): the equivalences of
-// specs/async-fl.md §1.7, the weight formulas of §1.3/§1.5, robust-rule
+// docs/federated.md, the weight formulas of async FedAvg and FedFix, robust-rule
 // composition, snapshots and bad input.
 
 #include "aggregators/federated.h"
@@ -147,11 +147,11 @@ TEST(FederatedTest, FraboniWeights) {
   }
   EXPECT_NEAR(tau.front(), 1.0, 1e-7);
   EXPECT_NEAR(tau.back(), 0.2, 1e-7);
-  EXPECT_NEAR(inv, 41.3, 0.05);  // spec §2.4
+  EXPECT_NEAR(inv, 41.3, 0.05);  // Σ 1/τ_i for M = 20, F-80
   FederatedOptions a;
   a.algorithm = "async";
   auto s = Make(a, m, tau);
-  // d_i / p_i = τ_i Σ 1/τ_j: 41.3 for the slowest, 8.3 for the fastest (spec §1.3).
+  // d_i / p_i = τ_i Σ 1/τ_j: 41.3 for the slowest, 8.3 for the fastest (docs/federated.md).
   EXPECT_NEAR(s->ClientWeight(0) * m, 41.3, 0.05);
   EXPECT_NEAR(s->ClientWeight(m - 1) * m, 8.26, 0.05);
   FederatedOptions f;

@@ -1,5 +1,5 @@
 // The p-space Flag aggregator against a literal port of the authors' code
-// (thin SVD of the d x q weighted column matrix, spec §4), including the
+// (thin SVD of the d x q weighted column matrix, docs/aggregation-rules.md), including the
 // lambda > 0 pairwise columns and several IRLS iterations.
 
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@ double Objective(const Eigen::MatrixXd& y, const Eigen::MatrixXd& xhat) {
   return j;
 }
 
-// Literal spec §4 (what flag.py + center_algorithms_torch.py compute).
+// Literal definition (what flag.py + center_algorithms_torch.py compute).
 Eigen::VectorXd LiteralFlag(const Eigen::MatrixXd& g, const Eigen::MatrixXd& y0, int r,
                             double lambda, int n_its) {
   const int p = static_cast<int>(g.cols());

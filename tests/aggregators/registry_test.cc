@@ -184,7 +184,7 @@ TEST(Properties, IdentityOnIdenticalInputs) {
     ASSERT_TRUE(out.ok());
     EXPECT_LE((*out - v).lpNorm<Eigen::Infinity>(), 1e-12);
   }
-  // Flag returns the unit direction times n/r (spec §2: not rescaled).
+  // Flag returns the unit direction times n/r (not rescaled: docs/aggregation-rules.md).
   auto fa = MustCreate("flag", 2)->Aggregate(x);
   ASSERT_TRUE(fa.ok());
   EXPECT_LE((*fa - v.normalized() * 11.0 / 6.0).lpNorm<Eigen::Infinity>(), 1e-10);

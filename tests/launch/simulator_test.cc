@@ -96,7 +96,7 @@ algorithm = "async"
   EXPECT_GT(sync.final_accuracy, sync.curve.front().test_accuracy + 0.2);
   EXPECT_EQ(sync.server_steps, 4);  // rounds of max τ = 1 in T = 4
   EXPECT_EQ(sync.staleness_mean, 0.0);
-  // Async: every client always busy, mean staleness ≈ M − 1 (spec §1.3).
+  // Async: every client always busy, mean staleness ≈ M − 1 (docs/federated.md).
   EXPECT_GT(async.server_steps, 4 * 12);
   EXPECT_NEAR(async.staleness_mean, 11.0, 2.5);
 }
