@@ -11,7 +11,10 @@
 #include <exception>
 #include <optional>
 #include <thread>
+#include <unordered_set>
 #include <utility>
+
+#include "common/metrics.h"
 
 namespace phalanx {
 namespace {
@@ -26,16 +29,14 @@ using tcp = asio::ip::tcp;
 constexpr size_t kMaxHeaderBytes = 8 * 1024;
 constexpr size_t kMaxBodyBytes = 16 * 1024;
 constexpr size_t kMaxBufferBytes = kMaxHeaderBytes + kMaxBodyBytes + 1024;
-// An idle or trickling connection is dropped after this long.
-constexpr std::chrono::seconds kIdleTimeout(30);
 // After an error reply the rest of the request is read and discarded for up
 // to this long / this many bytes before closing ("lingering close"): closing
 // with unread input makes the kernel send RST, which can destroy the reply
 // before the client reads it.
 constexpr std::chrono::seconds kLingerTimeout(2);
 constexpr size_t kMaxLingerBytes = 1 << 20;
-// Connections beyond this are closed on accept.
-constexpr int kMaxConnections = 64;
+
+using Clock = std::chrono::steady_clock;
 
 using Handlers = std::map<std::string, HttpHandler>;
 using Request = http::request<http::string_body>;
@@ -92,29 +93,70 @@ bool IsHttpParseError(const beast::error_code& ec) {
   return &ec.category() == &http::make_error_code(http::error::bad_method).category();
 }
 
+class Session;
+
+// The open connections, shared by the acceptor and the sessions so that a
+// session can leave it from its destructor. Used on the io_context thread only.
+struct SessionTable {
+  std::unordered_set<Session*> open;
+};
+
 // One client connection. Lives as long as an operation holds a shared_ptr to
 // it; runs only on the server's io_context thread.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const Handlers* handlers, std::shared_ptr<int> open_connections)
+  // What the connection is doing, in the order the cap evicts them: a
+  // lingering close is nearly over, an idle keep-alive costs the client
+  // nothing to reopen, a request in progress is the client's real work.
+  enum class Phase { kLinger, kIdle, kRequest, kWriting, kClosed };
+
+  Session(tcp::socket socket, const Handlers* handlers, const HttpLimits* limits,
+          std::shared_ptr<SessionTable> table)
       : stream_(std::move(socket)),
         buffer_(kMaxBufferBytes),
         handlers_(handlers),
-        open_connections_(std::move(open_connections)) {
-    ++*open_connections_;
+        limits_(limits),
+        table_(std::move(table)) {
+    table_->open.insert(this);
   }
-  ~Session() { --*open_connections_; }
+  ~Session() { table_->open.erase(this); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  void Start() { DoRead(); }
+  void Start() { WaitForRequest(); }
+  Phase phase() const { return phase_; }
+  Clock::time_point since() const { return since_; }
+  // Closes the connection to make room for a new one; the pending operation
+  // completes with an error and releases the session.
+  void Evict() { Close(); }
 
  private:
-  void DoRead() {
+  void EnterPhase(Phase p) {
+    phase_ = p;
+    since_ = Clock::now();
+  }
+
+  // Keep-alive wait for the first byte of the next request, with the idle
+  // timeout; the request itself then has its own, shorter, deadline.
+  void WaitForRequest() {
+    if (buffer_.size() > 0) return ReadRequest();  // pipelined bytes already here
+    EnterPhase(Phase::kIdle);
+    stream_.expires_after(std::chrono::milliseconds(limits_->idle_timeout_ms));
+    stream_.async_read_some(buffer_.prepare(1024),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) return self->Close();
+                              self->ReadRequest();
+                            });
+  }
+
+  void ReadRequest() {
+    EnterPhase(Phase::kRequest);
     parser_.emplace();
     parser_->header_limit(kMaxHeaderBytes);
     parser_->body_limit(kMaxBodyBytes);
-    stream_.expires_after(kIdleTimeout);
+    // The whole request, however it trickles in, within the deadline.
+    stream_.expires_after(std::chrono::milliseconds(limits_->request_deadline_ms));
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -143,16 +185,18 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void DoWrite() {
+    EnterPhase(Phase::kWriting);
     res_.prepare_payload();
-    stream_.expires_after(kIdleTimeout);
+    stream_.expires_after(std::chrono::milliseconds(limits_->idle_timeout_ms));
     http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->Close();
       if (!self->res_.keep_alive()) return self->linger_ ? self->LingerClose() : self->Close();
-      self->DoRead();
+      self->WaitForRequest();
     });
   }
 
   void LingerClose() {
+    EnterPhase(Phase::kLinger);
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.expires_after(kLingerTimeout);
@@ -169,6 +213,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Close() {
+    if (phase_ == Phase::kClosed) return;
+    EnterPhase(Phase::kClosed);
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.socket().close(ignored);
@@ -181,14 +227,34 @@ class Session : public std::enable_shared_from_this<Session> {
   bool linger_ = false;
   std::array<char, 4096> drain_;
   size_t drained_ = 0;
+  Phase phase_ = Phase::kIdle;
+  Clock::time_point since_ = Clock::now();
   const Handlers* handlers_;
-  std::shared_ptr<int> open_connections_;
+  const HttpLimits* limits_;
+  std::shared_ptr<SessionTable> table_;
 };
+
+// At the cap: the connection to close for a new one, or nullptr when every
+// open one is already closing. Lowest phase first, then the longest waiting.
+Session* PickEviction(const SessionTable& table, int max_connections) {
+  Session* victim = nullptr;
+  int live = 0;
+  for (Session* s : table.open) {
+    if (s->phase() == Session::Phase::kClosed) continue;
+    ++live;
+    if (!victim || s->phase() < victim->phase() ||
+        (s->phase() == victim->phase() && s->since() < victim->since())) {
+      victim = s;
+    }
+  }
+  return live >= max_connections ? victim : nullptr;
+}
 
 // The HttpServer behind the public interface; keeps Asio out of the header.
 class AsioHttpServer final : public HttpServer {
  public:
-  explicit AsioHttpServer(Handlers handlers) : handlers_(std::move(handlers)) {}
+  AsioHttpServer(Handlers handlers, const HttpLimits& limits)
+      : handlers_(std::move(handlers)), limits_(limits) {}
 
   // Stops without draining: ioc_.stop() makes run() return at once, even
   // with idle clients connected; the sessions still queued in ioc_ are freed
@@ -264,12 +330,13 @@ class AsioHttpServer final : public HttpServer {
         });
         return;
       }
-      if (*open_connections_ >= kMaxConnections) {
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        std::make_shared<Session>(std::move(socket), &handlers_, open_connections_)->Start();
+      // A full house must not lock monitoring out: the new client takes the
+      // place of the connection that has waited longest.
+      if (Session* victim = PickEviction(*sessions_, limits_.max_connections)) {
+        evictions_.Increment();
+        victim->Evict();
       }
+      std::make_shared<Session>(std::move(socket), &handlers_, &limits_, sessions_)->Start();
       DoAccept();
     });
   }
@@ -277,7 +344,11 @@ class AsioHttpServer final : public HttpServer {
   // Declaration order matters: ioc_ is destroyed after the acceptor and the
   // timer, and handlers_ after ioc_ (queued sessions point at it).
   const Handlers handlers_;
-  std::shared_ptr<int> open_connections_ = std::make_shared<int>(0);
+  const HttpLimits limits_;
+  std::shared_ptr<SessionTable> sessions_ = std::make_shared<SessionTable>();
+  Counter& evictions_ = MetricsRegistry::Global().GetCounter(
+      "phalanx_http_evicted_connections_total",
+      "HTTP connections closed at the connection cap to admit a new client");
   asio::io_context ioc_{1};
   tcp::acceptor acceptor_{ioc_};
   asio::steady_timer retry_timer_{ioc_};
@@ -288,12 +359,17 @@ class AsioHttpServer final : public HttpServer {
 }  // namespace
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
-                                                      std::map<std::string, HttpHandler> handlers) {
+                                                      std::map<std::string, HttpHandler> handlers,
+                                                      const HttpLimits& limits) {
   if (port < 0 || port > 65535) {
     return InvalidArgument(fmt::format("HTTP port {} out of range", port));
   }
+  if (limits.request_deadline_ms <= 0 || limits.idle_timeout_ms <= 0 ||
+      limits.max_connections <= 0) {
+    return InvalidArgument("HTTP limits must be positive");
+  }
   try {
-    auto server = std::make_unique<AsioHttpServer>(std::move(handlers));
+    auto server = std::make_unique<AsioHttpServer>(std::move(handlers), limits);
     PHX_RETURN_IF_ERROR(server->Bind(host, port));
     server->Run();
     return std::unique_ptr<HttpServer>(std::move(server));

@@ -233,8 +233,10 @@ class PartitionedTable final : public EmbeddingTable {
     }
   }
 
-  // Resolves (creating if missing) the row of every key and calls
-  // visit(i, weights, state) for key i, in key order within each partition.
+  // Resolves the row of every key and calls visit(i, weights, state) for key
+  // i, in key order within each partition. Updates and imports create missing
+  // rows; a lookup (kPrefetchWeights) visits a missing key's initial row
+  // (state null) without creating it.
   template <PrefetchKind kKind = kPrefetchRow, typename Visit>
   void Run(std::span<const uint64_t> keys, const Visit& visit) {
     const size_t n = keys.size();
@@ -311,6 +313,11 @@ class PartitionedTable final : public EmbeddingTable {
       size_t index;
     };
     Resolved ring[kRowAhead] = {};
+    // Lookups only read: a missing key is not inserted (kAbsent in the ring)
+    // and is visited with its initial row, built here.
+    constexpr bool kReadOnly = kKind == kPrefetchWeights;
+    constexpr uint32_t kAbsent = UINT32_MAX;
+    std::vector<float> absent_row;
     // Hashes computed at prefetch time, kept until the probe.
     uint64_t hashes[kSlotAhead] = {};
 
@@ -324,15 +331,30 @@ class PartitionedTable final : public EmbeddingTable {
       // Visit before resolving: key j reuses the ring entry of key j - kRowAhead.
       if (j >= kRowAhead) {
         const Resolved& r = ring[j % kRowAhead];
-        visit(r.index, r.part->Row(r.row), r.part->State(r.row));
+        if (kReadOnly && r.row == kAbsent) {
+          // A key without a row reads as its initial row: pulls of keys that
+          // were never pushed must not grow the table (rows come from updates).
+          if (absent_row.empty()) absent_row.resize(dim_);
+          InitialRow(keys[r.index], absent_row.data());
+          visit(r.index, absent_row.data(), nullptr);
+        } else {
+          visit(r.index, r.part->Row(r.row), r.part->State(r.row));
+        }
       }
       if (j < n) {
         const size_t i = index_at(j);
         const uint64_t h = hashes[j % kSlotAhead];
         if (j + kSlotAhead < n) prefetch(j + kSlotAhead);
         Partition* part = parts_[h & part_mask_].get();
-        const uint32_t row = part->FindOrInsert(keys[i], h, init);
-        PrefetchResolved<kKind, kWide>(part, row);
+        uint32_t row;
+        if constexpr (kReadOnly) {
+          const int64_t found = part->Find(keys[i], h);
+          row = found < 0 ? kAbsent : static_cast<uint32_t>(found);
+          if (found >= 0) PrefetchResolved<kKind, kWide>(part, row);
+        } else {
+          row = part->FindOrInsert(keys[i], h, init);
+          PrefetchResolved<kKind, kWide>(part, row);
+        }
         ring[j % kRowAhead] = {part, row, i};
       }
     }

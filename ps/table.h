@@ -1,6 +1,6 @@
 #pragma once
 // EmbeddingTable: a shard's collisionless uint64 key -> row map. Each row holds
-// `dim` floats plus its optimizer state. Rows are created on first touch and
+// `dim` floats plus its optimizer state. Rows are created on first update and
 // initialized deterministically from (seed, table_id, key), so any shard can
 // recreate an initial row without coordination.
 //
@@ -73,8 +73,10 @@ class EmbeddingTable {
   const TableOptions& options() const { return options_; }
   uint32_t dim() const { return options_.dim; }
 
-  // Copies the rows of `keys` into out (keys.size() x dim, row-major),
-  // creating missing rows with their initial values. Duplicate keys allowed.
+  // Copies the rows of `keys` into out (keys.size() x dim, row-major). A key
+  // without a row reads as its initial row and is not inserted: rows are
+  // created by updates (Apply, Import), so pulls of unknown keys cannot grow
+  // the table. Duplicate keys allowed.
   virtual void Lookup(std::span<const uint64_t> keys, float* out) = 0;
 
   // One optimizer step: row(key) <- opt(row, grad) for each key, with grads

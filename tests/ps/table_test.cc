@@ -32,6 +32,13 @@ std::vector<float> LookupAll(EmbeddingTable& table, const std::vector<uint64_t>&
   return out;
 }
 
+// Creates the rows of `keys` with a zero-gradient update (rows come from
+// updates; lookups do not insert).
+void Touch(EmbeddingTable& table, const std::vector<uint64_t>& keys) {
+  std::vector<float> zeros(keys.size() * table.dim(), 0.0f);
+  table.Apply(keys, zeros.data());
+}
+
 // Every stored row (weights and optimizer state), keyed, for whole-table comparisons.
 std::map<uint64_t, std::vector<float>> Dump(const EmbeddingTable& table) {
   std::map<uint64_t, std::vector<float>> rows;
@@ -112,17 +119,49 @@ TEST(TableTest, InitKinds) {
   EXPECT_NEAR(std::sqrt(sum_sq / n), 2.0, 0.05);
 }
 
-TEST(TableTest, LookupOfMissingKeyCreatesInitialRow) {
-  auto table = MakeTable(TableOptions{});
-  EXPECT_EQ(table->size(), 0u);
-  EXPECT_FALSE(table->Contains(5));
-  std::vector<float> expected(table->dim());
-  table->InitialRow(5, expected.data());
-  EXPECT_EQ(table->size(), 0u) << "InitialRow must not create the row";
-  const auto got = LookupAll(*table, {5});
-  EXPECT_EQ(got, expected);
-  EXPECT_EQ(table->size(), 1u);
-  EXPECT_TRUE(table->Contains(5));
+TEST(TableTest, LookupOfMissingKeyReadsInitialRowWithoutInsertingIt) {
+  for (size_t min_batch : {SIZE_MAX, size_t{1}}) {  // serial and fanned-out lookups
+    TableOptions o;
+    o.parallel_min_lookup = min_batch;
+    auto table = MakeTable(o);
+    EXPECT_EQ(table->size(), 0u);
+    EXPECT_FALSE(table->Contains(5));
+    std::vector<float> expected(table->dim());
+    table->InitialRow(5, expected.data());
+    EXPECT_EQ(table->size(), 0u) << "InitialRow must not create the row";
+    const auto got = LookupAll(*table, {5});
+    EXPECT_EQ(got, expected);
+    // Pulls of never-pushed keys must not grow the table (issue 13 item 4).
+    std::vector<uint64_t> unknown(20000);
+    std::iota(unknown.begin(), unknown.end(), 100);
+    LookupAll(*table, unknown);
+    EXPECT_EQ(table->size(), 0u);
+    EXPECT_FALSE(table->Contains(5));
+    // An update creates the row; with a zero gradient it still holds the initial values.
+    Touch(*table, {5});
+    EXPECT_EQ(table->size(), 1u);
+    EXPECT_TRUE(table->Contains(5));
+    EXPECT_EQ(LookupAll(*table, {5}), expected);
+  }
+}
+
+TEST(TableTest, LookupMixesStoredAndMissingRows) {
+  TableOptions o;
+  o.optimizer.kind = OptimizerKind::kAdam;  // rows with state: weights only are read
+  auto table = MakeTable(o);
+  std::vector<float> grads(2 * o.dim, 1.0f);
+  Touch(*table, {3, 9});
+  const std::vector<uint64_t> pushed = {3, 9};
+  table->Apply(pushed, grads.data());
+  const auto stored = LookupAll(*table, {3, 9});
+  const auto got = LookupAll(*table, {3, 4, 9, 4});
+  std::vector<float> initial(o.dim);
+  table->InitialRow(4, initial.data());
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + o.dim, stored.begin()));
+  EXPECT_TRUE(std::equal(got.begin() + o.dim, got.begin() + 2 * o.dim, initial.begin()));
+  EXPECT_TRUE(std::equal(got.begin() + 2 * o.dim, got.begin() + 3 * o.dim, stored.begin() + o.dim));
+  EXPECT_TRUE(std::equal(got.begin() + 3 * o.dim, got.end(), initial.begin()));
+  EXPECT_EQ(table->size(), 2u);
 }
 
 // Keys that stress an index: 0, ~0, runs, powers of two and their
@@ -232,7 +271,7 @@ TEST(TableTest, GrowthKeepsContents) {
   // Grow by 100x around the existing rows.
   std::vector<uint64_t> more(100000);
   std::iota(more.begin(), more.end(), 1000000);
-  LookupAll(*table, more);
+  Touch(*table, more);
   EXPECT_EQ(table->size(), keys.size() + more.size());
   EXPECT_GT(table->memory_bytes(), before);
   const auto after = Dump(*table);
@@ -246,7 +285,7 @@ TEST(TableTest, DuplicateKeysInLookup) {
     auto table = MakeTable(o);
     const std::vector<uint64_t> keys = {5, 5, 7, 5, 0, 7, 0};
     const auto got = LookupAll(*table, keys);
-    EXPECT_EQ(table->size(), 3u);
+    EXPECT_EQ(table->size(), 0u);
     std::vector<float> expected(o.dim);
     for (size_t i = 0; i < keys.size(); ++i) {
       table->InitialRow(keys[i], expected.data());
@@ -262,7 +301,7 @@ TEST(TableTest, MemoryBytesIsWithinBound) {
   auto table = MakeTable(o);
   std::vector<uint64_t> keys(300000);
   std::iota(keys.begin(), keys.end(), 0);
-  LookupAll(*table, keys);
+  Touch(*table, keys);
   const double row_bytes = o.dim * sizeof(float);
   const double payload = row_bytes * keys.size();
   EXPECT_GE(table->memory_bytes(), payload);
@@ -272,7 +311,7 @@ TEST(TableTest, MemoryBytesIsWithinBound) {
   // Optimizer state counts: Adam keeps 2*dim + 1 floats more per row.
   o.optimizer.kind = OptimizerKind::kAdam;
   auto adam = MakeTable(o);
-  LookupAll(*adam, keys);
+  Touch(*adam, keys);
   EXPECT_GE(adam->memory_bytes(), payload * 3);
   EXPECT_EQ(adam->row_floats(), 3 * o.dim + 1);
 }
