@@ -31,7 +31,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ps/internal/mapped_region.h"
+#include "bench/util/flags.h"
+#include "bench/util/huge_pages.h"
 
 namespace {
 
@@ -46,14 +47,11 @@ struct Config {
   int reps = 3;
 };
 
-size_t Flag(int argc, char** argv, const char* name, const char* env, size_t def) {
-  const std::string prefix = std::string("--") + name + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]).starts_with(prefix)) {
-      return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
-    }
+// --name=N, else $PHX_BENCH_<NAME>, else def.
+size_t Flag(int argc, char** argv, const char* name, size_t def) {
+  if (auto v = phalanx::bench::FlagValue(argc, argv, name)) {
+    return std::strtoull(v->c_str(), nullptr, 10);
   }
-  if (const char* v = std::getenv(env)) return std::strtoull(v, nullptr, 10);
   return def;
 }
 
@@ -146,11 +144,11 @@ double Rate(const Workload& w, size_t batch, const Fn& fn, bool wall = false) {
 
 int main(int argc, char** argv) {
   Config cfg;
-  cfg.rows = Flag(argc, argv, "rows", "PHX_BENCH_ROWS", cfg.rows);
-  cfg.ops = Flag(argc, argv, "ops", "PHX_BENCH_OPS", cfg.ops);
-  cfg.batch = Flag(argc, argv, "batch", "PHX_BENCH_BATCH", cfg.batch);
-  cfg.dim = Flag(argc, argv, "dim", "PHX_BENCH_DIM", cfg.dim);
-  cfg.reps = static_cast<int>(Flag(argc, argv, "reps", "PHX_BENCH_REPS", cfg.reps));
+  cfg.rows = Flag(argc, argv, "rows", cfg.rows);
+  cfg.ops = Flag(argc, argv, "ops", cfg.ops);
+  cfg.batch = Flag(argc, argv, "batch", cfg.batch);
+  cfg.dim = Flag(argc, argv, "dim", cfg.dim);
+  cfg.reps = static_cast<int>(Flag(argc, argv, "reps", cfg.reps));
   if (cfg.rows == 0 || cfg.rows > UINT32_MAX || cfg.ops == 0 || cfg.batch == 0 || cfg.dim == 0 ||
       cfg.reps < 1) {
     std::fprintf(stderr, "bad sizes\n");
@@ -225,12 +223,12 @@ int main(int argc, char** argv) {
   // (c) the same rows in a flat array, addressed by row number, on 2 MiB
   // pages like the table's slabs (on 4 KiB pages this VM's gathers ran at
   // about 60% of the speed, TLB-bound, which made the ceiling look lower).
-  phalanx::ps::internal::MappedRegion flat_pages;
-  if (!flat_pages.Reserve(cfg.rows * dim * sizeof(float))) {
+  phalanx::bench::HugePageFloats flat_pages;
+  if (!flat_pages.Allocate(cfg.rows * dim)) {
     std::fprintf(stderr, "cannot map the flat array\n");
     return 1;
   }
-  std::span<float> flat(reinterpret_cast<float*>(flat_pages.data()), cfg.rows * dim);
+  std::span<float> flat(flat_pages.data(), cfg.rows * dim);
   for (size_t r = 0; r < cfg.rows; ++r) ours.InitialRow(all_keys[r], flat.data() + r * dim);
   std::printf("setup %.1f s; inserts: ours %.1f M rows/s, unordered_map %.1f M rows/s\n",
               Now() - t_setup, ours_insert, naive_insert);
