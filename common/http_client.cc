@@ -5,22 +5,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdint>
 #include <cstdlib>
 
 namespace phalanx {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-int MsLeft(Clock::time_point deadline) {
-  auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return static_cast<int>(std::max<int64_t>(0, left));
-}
 
 // Closes the socket on every return path.
 struct Socket {
@@ -33,13 +25,13 @@ struct Socket {
 // Waits until fd is ready for `events`; false at the deadline.
 bool WaitReady(int fd, short events, Clock::time_point deadline) {
   pollfd p{fd, events, 0};
-  while (true) {
-    const int left = MsLeft(deadline);
-    if (left <= 0) return false;
-    const int r = poll(&p, 1, left);
+  for (auto now = Clock::now(); now < deadline; now = Clock::now()) {
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+    const int r = poll(&p, 1, static_cast<int>(wait.count()));
     if (r > 0) return true;
     if (r < 0 && errno != EINTR) return false;
   }
+  return false;
 }
 
 Status Connect(const std::string& host, int port, Clock::time_point deadline, Socket* s) {

@@ -176,57 +176,55 @@ void Cases::Sparse() {
   out_.assign(nb_ * kDim, 0.0f);
   grads_.assign(nb_ * kDim, 1e-4f);
   sparse_bytes_pull_ = static_cast<double>(nb_) * (8 + kDim * 4);
-  {
-    Samples rs, ps;
-    ServerTimes before = ServerTimes::Read(server_http_);
-    Alternate(
-        o_.rounds, o_.sparse_iters,
-        [&](int64_t i) {
-          raw_.CallParts(key_sets_[i % kKeySets].data(), nb_, nullptr, kDim * 4, true,
-                         PartRows(kDim));
-        },
-        [&](int64_t i) {
-          Check(client_.Pull(kEmb, key_sets_[i % kKeySets], kDim, 0, out_.data(), nullptr, true),
-                "sparse pull");
-        },
-        &rs, &ps);
-    rows_.push_back(ThroughputRow("pull " + std::to_string(nb_ / 1000) + "k keys x 16 f", ps, rs,
-                                  sparse_bytes_pull_, static_cast<double>(nb_)));
-    // The histogram is per message: a request of several parts costs their sum.
-    const double server_s = ServerTimes::Read(server_http_).MeanPull(before) * PartsOf(nb_, kDim);
-    sparse_cases_.push_back({rows_.back().op, ps.Median(), rs.Median(), server_s, kPullLines});
-    Note(rows_.back().op, ps.Median(), rs.Median(), server_s, SendSide(5, [&](int i) {
-           return Ok(client_.PullAsync(kEmb, key_sets_[i % kKeySets], kDim, 0, out_.data(), true));
-         }));
-  }
-  {
-    Samples rs, ps;
-    ServerTimes before = ServerTimes::Read(server_http_);
-    Alternate(
-        o_.rounds, o_.sparse_iters,
-        [&](int64_t i) {
-          raw_.CallParts(key_sets_[i % kKeySets].data(), nb_, grads_.data(), kDim * 4, false,
-                         PartRows(kDim));
-        },
-        [&](int64_t i) {
-          Check(client_.Push(kEmb, key_sets_[i % kKeySets], kDim, grads_.data(), 0, false),
-                "sparse push");
-        },
-        &rs, &ps);
-    rows_.push_back(ThroughputRow("push " + std::to_string(nb_ / 1000) + "k keys x 16 f", ps, rs,
-                                  sparse_bytes_pull_, static_cast<double>(nb_)));
-    const double server_s = ServerTimes::Read(server_http_).MeanPush(before) * PartsOf(nb_, kDim);
-    sparse_cases_.push_back({rows_.back().op, ps.Median(), rs.Median(), server_s, push_lines_});
-    Note(rows_.back().op, ps.Median(), rs.Median(), server_s, SendSide(5, [&](int i) {
-           return Ok(
-               client_.PushAsync(kEmb, key_sets_[i % kKeySets], kDim, grads_.data(), 0, false));
-         }));
-    notes_.back() += Fmt(" [client send with keys_unique %.3f ms]",
-                         SendSide(5, [&](int i) {
-                           return Ok(client_.PushAsync(kEmb, key_sets_[i % kKeySets], kDim,
-                                                       grads_.data(), 0, false, true));
-                         }) * 1e3);
-  }
+  RunSparse(/*pull=*/true);
+  RunSparse(/*pull=*/false);
+}
+
+Cases::Measured Cases::RunThroughput(const ThroughputCase& c) {
+  Samples rs, ps;
+  ServerTimes before = ServerTimes::Read(server_http_);
+  Alternate(
+      o_.rounds, c.iters, c.raw, [&](int64_t i) { Check(c.phx(i), c.what); }, &rs, &ps);
+  rows_.push_back(ThroughputRow(c.op, ps, rs, c.bytes, c.keys));
+  // The histogram is per message: a request of several parts costs their sum.
+  const ServerTimes after = ServerTimes::Read(server_http_);
+  const double server_s = (c.pull ? after.MeanPull(before) : after.MeanPush(before)) * c.parts;
+  Note(c.op, ps.Median(), rs.Median(), server_s, SendSide(c.send_iters, c.send));
+  return {ps.Median(), rs.Median(), server_s};
+}
+
+void Cases::RunSparse(bool pull) {
+  ThroughputCase c;
+  c.op = std::string(pull ? "pull " : "push ") + std::to_string(nb_ / 1000) + "k keys x 16 f";
+  c.pull = pull;
+  c.what = pull ? "sparse pull" : "sparse push";
+  c.iters = o_.sparse_iters;
+  c.raw = [&](int64_t i) {
+    raw_.CallParts(key_sets_[i % kKeySets].data(), nb_, pull ? nullptr : grads_.data(), kDim * 4,
+                   pull, PartRows(kDim));
+  };
+  c.phx = [&](int64_t i) {
+    const auto& keys = key_sets_[i % kKeySets];
+    return pull ? client_.Pull(kEmb, keys, kDim, 0, out_.data(), nullptr, true)
+                : client_.Push(kEmb, keys, kDim, grads_.data(), 0, false);
+  };
+  c.bytes = sparse_bytes_pull_;
+  c.keys = static_cast<double>(nb_);
+  c.parts = PartsOf(static_cast<int64_t>(nb_), kDim);
+  c.send_iters = 5;
+  c.send = [&](int i) {
+    const auto& keys = key_sets_[i % kKeySets];
+    return Ok(pull ? client_.PullAsync(kEmb, keys, kDim, 0, out_.data(), true)
+                   : client_.PushAsync(kEmb, keys, kDim, grads_.data(), 0, false));
+  };
+  const Measured m = RunThroughput(c);
+  sparse_cases_.push_back({c.op, m.phx_s, m.raw_s, m.server_s, pull ? kPullLines : push_lines_});
+  if (pull) return;
+  notes_.back() += Fmt(" [client send with keys_unique %.3f ms]",
+                       SendSide(5, [&](int i) {
+                         return Ok(client_.PushAsync(kEmb, key_sets_[i % kKeySets], kDim,
+                                                     grads_.data(), 0, false, true));
+                       }) * 1e3);
 }
 
 void Cases::Dense() {
@@ -234,49 +232,35 @@ void Cases::Dense() {
   std::iota(dkeys.begin(), dkeys.end(), 0);
   std::vector<float> dout(static_cast<size_t>(dense_floats_));
   std::vector<float> dgrad(static_cast<size_t>(dense_floats_), 1e-4f);
-  const double dbytes =
-      static_cast<double>(dense_floats_) * 4 + static_cast<double>(dense_keys_) * 8;
   const uint32_t ddim = static_cast<uint32_t>(o_.dense_row_dim);
   // First touch of the dense rows, outside the timing.
   Check(client_.Pull(kDense, dkeys, ddim, 0, dout.data(), nullptr, true), "dense populate");
   const std::string name = std::to_string(dense_floats_ / 1'000'000) + "M floats (" +
                            std::to_string(dense_keys_) + " x " + std::to_string(ddim) + ")";
-  Samples rs, ps;
-  ServerTimes before = ServerTimes::Read(server_http_);
-  Alternate(
-      o_.rounds, o_.dense_iters,
-      [&](int64_t) {
-        raw_.CallParts(dkeys.data(), dkeys.size(), nullptr, ddim * 4, true, PartRows(ddim));
-      },
-      [&](int64_t) {
-        Check(client_.Pull(kDense, dkeys, ddim, 0, dout.data(), nullptr, true), "dense pull");
-      },
-      &rs, &ps);
-  rows_.push_back(
-      ThroughputRow("dense pull " + name, ps, rs, dbytes, static_cast<double>(dense_keys_)));
-  const double pull_server_s =
-      ServerTimes::Read(server_http_).MeanPull(before) * PartsOf(dense_keys_, ddim);
-  Note(rows_.back().op, ps.Median(), rs.Median(), pull_server_s, SendSide(3, [&](int) {
-         return Ok(client_.PullAsync(kDense, dkeys, ddim, 0, dout.data(), true));
-       }));
-  Samples rs2, ps2;
-  before = ServerTimes::Read(server_http_);
-  Alternate(
-      o_.rounds, o_.dense_iters,
-      [&](int64_t) {
-        raw_.CallParts(dkeys.data(), dkeys.size(), dgrad.data(), ddim * 4, false, PartRows(ddim));
-      },
-      [&](int64_t) {
-        Check(client_.Push(kDense, dkeys, ddim, dgrad.data(), 0, false), "dense push");
-      },
-      &rs2, &ps2);
-  rows_.push_back(
-      ThroughputRow("dense push " + name, ps2, rs2, dbytes, static_cast<double>(dense_keys_)));
-  const double push_server_s =
-      ServerTimes::Read(server_http_).MeanPush(before) * PartsOf(dense_keys_, ddim);
-  Note(rows_.back().op, ps2.Median(), rs2.Median(), push_server_s, SendSide(3, [&](int) {
-         return Ok(client_.PushAsync(kDense, dkeys, ddim, dgrad.data(), 0, false));
-       }));
+  for (bool pull : {true, false}) {
+    ThroughputCase c;
+    c.op = (pull ? "dense pull " : "dense push ") + name;
+    c.pull = pull;
+    c.what = pull ? "dense pull" : "dense push";
+    c.iters = o_.dense_iters;
+    c.raw = [&](int64_t) {
+      raw_.CallParts(dkeys.data(), dkeys.size(), pull ? nullptr : dgrad.data(), ddim * 4, pull,
+                     PartRows(ddim));
+    };
+    c.phx = [&](int64_t) {
+      return pull ? client_.Pull(kDense, dkeys, ddim, 0, dout.data(), nullptr, true)
+                  : client_.Push(kDense, dkeys, ddim, dgrad.data(), 0, false);
+    };
+    c.bytes = static_cast<double>(dense_floats_) * 4 + static_cast<double>(dense_keys_) * 8;
+    c.keys = static_cast<double>(dense_keys_);
+    c.parts = PartsOf(dense_keys_, ddim);
+    c.send_iters = 3;
+    c.send = [&](int) {
+      return Ok(pull ? client_.PullAsync(kDense, dkeys, ddim, 0, dout.data(), true)
+                     : client_.PushAsync(kDense, dkeys, ddim, dgrad.data(), 0, false));
+    };
+    RunThroughput(c);
+  }
 }
 
 void Cases::RoundTrip() {

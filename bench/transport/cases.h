@@ -56,6 +56,26 @@ class Cases {
   double SendSide(int iters, const std::function<uint64_t(int)>& start);
   void Note(const std::string& op, double phx_s, double raw_s, double server_s, double send_s);
   void MakeKeySets();
+  // A throughput case: what to time on each side and how to report it.
+  struct ThroughputCase {
+    std::string op;    // the row's and the note's label
+    bool pull = true;  // selects the server's pull or push histogram
+    const char* what = "";
+    int64_t iters = 0;  // timed requests per block
+    std::function<void(int64_t)> raw;
+    std::function<Status(int64_t)> phx;
+    double bytes = 0, keys = 0;  // per request, for the throughput columns
+    double parts = 1;            // messages per request
+    int send_iters = 0;
+    std::function<uint64_t(int)> send;  // starts one *Async request
+  };
+  struct Measured {
+    double phx_s, raw_s, server_s;
+  };
+  // Runs c (alternating blocks), adds its row and its note.
+  Measured RunThroughput(const ThroughputCase& c);
+  // One sparse case: pull (true) or push of one key set per request.
+  void RunSparse(bool pull);
 
   const Options& o_;
   worker::Client& client_;
