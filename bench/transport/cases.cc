@@ -110,7 +110,9 @@ size_t Cases::PartRows(size_t row_floats) const {
 
 double Cases::PartsOf(int64_t rows, size_t row_floats) const {
   const size_t per = PartRows(row_floats);
-  return per == SIZE_MAX ? 1.0 : static_cast<double>((static_cast<size_t>(rows) + per - 1) / per);
+  if (per == SIZE_MAX) return 1.0;
+  const size_t parts = (static_cast<size_t>(rows) + per - 1) / per;  // rounded up
+  return static_cast<double>(parts);
 }
 
 double Cases::SendSide(int iters, const std::function<uint64_t(int)>& start) {
@@ -175,7 +177,7 @@ void Cases::Sparse() {
   MakeKeySets();
   out_.assign(nb_ * kDim, 0.0f);
   grads_.assign(nb_ * kDim, 1e-4f);
-  sparse_bytes_pull_ = static_cast<double>(nb_) * (8 + kDim * 4);
+  sparse_bytes_pull_ = static_cast<double>(nb_) * (8 + kDim * sizeof(float));
   RunSparse(/*pull=*/true);
   RunSparse(/*pull=*/false);
 }
@@ -200,8 +202,8 @@ void Cases::RunSparse(bool pull) {
   c.what = pull ? "sparse pull" : "sparse push";
   c.iters = o_.sparse_iters;
   c.raw = [&](int64_t i) {
-    raw_.CallParts(key_sets_[i % kKeySets].data(), nb_, pull ? nullptr : grads_.data(), kDim * 4,
-                   pull, PartRows(kDim));
+    raw_.CallParts(key_sets_[i % kKeySets].data(), nb_, pull ? nullptr : grads_.data(),
+                   kDim * sizeof(float), pull, PartRows(kDim));
   };
   c.phx = [&](int64_t i) {
     const auto& keys = key_sets_[i % kKeySets];
@@ -244,8 +246,8 @@ void Cases::Dense() {
     c.what = pull ? "dense pull" : "dense push";
     c.iters = o_.dense_iters;
     c.raw = [&](int64_t) {
-      raw_.CallParts(dkeys.data(), dkeys.size(), pull ? nullptr : dgrad.data(), ddim * 4, pull,
-                     PartRows(ddim));
+      raw_.CallParts(dkeys.data(), dkeys.size(), pull ? nullptr : dgrad.data(),
+                     ddim * sizeof(float), pull, PartRows(ddim));
     };
     c.phx = [&](int64_t) {
       return pull ? client_.Pull(kDense, dkeys, ddim, 0, dout.data(), nullptr, true)
@@ -269,7 +271,8 @@ void Cases::RoundTrip() {
   uint64_t key = 77;
   float one[kDim];
   Alternate(
-      o_.rounds, o_.rtt_iters, [&](int64_t) { raw_.Call(&key, 8, nullptr, 0, kDim * 4); },
+      o_.rounds, o_.rtt_iters,
+      [&](int64_t) { raw_.Call(&key, 8, nullptr, 0, kDim * sizeof(float)); },
       [&](int64_t i) {
         key = static_cast<uint64_t>(i) % static_cast<uint64_t>(o_.rows);
         Check(client_.Pull(kEmb, {&key, 1}, kDim, 0, one, nullptr, true), "1-key pull");
@@ -278,7 +281,7 @@ void Cases::RoundTrip() {
   rows_.push_back(LatencyRow("1-key pull round trip, median", ps.Median(), rs.Median()));
   Samples raw_send;
   for (int i = 0; i < 2000; ++i) {
-    raw_.Call(&key, 8, nullptr, 0, kDim * 4);
+    raw_.Call(&key, 8, nullptr, 0, kDim * sizeof(float));
     raw_send.Add(raw_.last_send_s);
   }
   raw_send_side_ = raw_send.Median();
