@@ -31,7 +31,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ps/internal/mapped_region.h"
+#include "bench/util/flags.h"
+#include "bench/util/huge_pages.h"
 
 namespace {
 
@@ -46,14 +47,11 @@ struct Config {
   int reps = 3;
 };
 
-size_t Flag(int argc, char** argv, const char* name, const char* env, size_t def) {
-  const std::string prefix = std::string("--") + name + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]).starts_with(prefix)) {
-      return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
-    }
+// --name=N, else $PHX_BENCH_<NAME>, else def.
+size_t Flag(int argc, char** argv, const char* name, size_t def) {
+  if (auto v = phalanx::bench::FlagValue(argc, argv, name)) {
+    return std::strtoull(v->c_str(), nullptr, 10);
   }
-  if (const char* v = std::getenv(env)) return std::strtoull(v, nullptr, 10);
   return def;
 }
 
@@ -142,33 +140,33 @@ double Rate(const Workload& w, size_t batch, const Fn& fn, bool wall = false) {
   return static_cast<double>(w.keys.size()) / t / 1e6;
 }
 
-}  // namespace
+// Flags over PHX_BENCH_<NAME>; false when a size is out of range.
+bool ReadConfig(int argc, char** argv, Config* cfg) {
+  cfg->rows = Flag(argc, argv, "rows", cfg->rows);
+  cfg->ops = Flag(argc, argv, "ops", cfg->ops);
+  cfg->batch = Flag(argc, argv, "batch", cfg->batch);
+  cfg->dim = Flag(argc, argv, "dim", cfg->dim);
+  cfg->reps = static_cast<int>(Flag(argc, argv, "reps", cfg->reps));
+  return !(cfg->rows == 0 || cfg->rows > UINT32_MAX || cfg->ops == 0 || cfg->batch == 0 ||
+           cfg->dim == 0 || cfg->reps < 1);
+}
 
-int main(int argc, char** argv) {
-  Config cfg;
-  cfg.rows = Flag(argc, argv, "rows", "PHX_BENCH_ROWS", cfg.rows);
-  cfg.ops = Flag(argc, argv, "ops", "PHX_BENCH_OPS", cfg.ops);
-  cfg.batch = Flag(argc, argv, "batch", "PHX_BENCH_BATCH", cfg.batch);
-  cfg.dim = Flag(argc, argv, "dim", "PHX_BENCH_DIM", cfg.dim);
-  cfg.reps = static_cast<int>(Flag(argc, argv, "reps", "PHX_BENCH_REPS", cfg.reps));
-  if (cfg.rows == 0 || cfg.rows > UINT32_MAX || cfg.ops == 0 || cfg.batch == 0 || cfg.dim == 0 ||
-      cfg.reps < 1) {
-    std::fprintf(stderr, "bad sizes\n");
-    return 2;
-  }
-  const size_t dim = cfg.dim;
-  const double row_bytes = static_cast<double>(dim * sizeof(float));
-  std::printf("bench_table: %zu rows x %zu floats, %zu ops per run in batches of %zu, best of %d\n",
-              cfg.rows, dim, cfg.ops, cfg.batch, cfg.reps);
-  const double t_setup = Now();
+struct Workloads {
+  Workload uniform{"uniform", {}, {}};
+  Workload zipf{"zipf(1.05)", {}, {}};
+  std::vector<uint64_t> all_keys;  // key of each row, in row order
+};
 
+Workloads MakeWorkloads(const Config& cfg) {
+  std::mt19937_64 rng(1);
   // Rows are created in row order 0..rows-1, and a Zipf rank maps to a random
   // row, so hot keys are not neighbours in any of the three structures.
-  std::mt19937_64 rng(1);
   std::vector<uint32_t> row_of_rank(cfg.rows);
   std::iota(row_of_rank.begin(), row_of_rank.end(), 0u);
   std::shuffle(row_of_rank.begin(), row_of_rank.end(), rng);
-  Workload uniform{"uniform", {}, {}}, zipf{"zipf(1.05)", {}, {}};
+  Workloads wl;
+  Workload& uniform = wl.uniform;
+  Workload& zipf = wl.zipf;
   {
     std::uniform_int_distribution<uint32_t> uni(0, static_cast<uint32_t>(cfg.rows - 1));
     ZipfSampler zs(cfg.rows, 1.05);
@@ -184,8 +182,143 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < cfg.ops; ++i) w->keys[i] = KeyOfRow(w->rows[i]);
     }
   }
-  std::vector<uint64_t> all_keys(cfg.rows);
-  for (size_t r = 0; r < cfg.rows; ++r) all_keys[r] = KeyOfRow(r);
+  wl.all_keys.resize(cfg.rows);
+  for (size_t r = 0; r < cfg.rows; ++r) wl.all_keys[r] = KeyOfRow(r);
+  return wl;
+}
+
+// Inserts every row of all_keys (ours' initial rows) into naive; returns M
+// rows/s of thread CPU time.
+double FillNaive(const EmbeddingTable& ours, const std::vector<uint64_t>& all_keys, size_t dim,
+                 NaiveTable* naive) {
+  const double t0 = ThreadCpu();
+  naive->reserve(all_keys.size());
+  for (uint64_t key : all_keys) {
+    std::vector<float> row(dim);
+    ours.InitialRow(key, row.data());
+    naive->emplace(key, std::move(row));
+  }
+  return static_cast<double>(all_keys.size()) / (ThreadCpu() - t0) / 1e6;
+}
+
+// The implementations measured, as indices of Best.
+enum { kOurs, kNaive, kGatherNaive, kGather, kOurs2, kOursWall, kImpls };
+// M ops/s, best of reps: [implementation][workload][lookup, update].
+using Best = double[kImpls][2][2];
+
+// Ours on both cores against ours on one, both on wall time, into best.
+void MeasureParallel(const Config& cfg, const TableOptions& options,
+                     const std::vector<uint64_t>& all_keys, const Workload* const workloads[2],
+                     EmbeddingTable& ours, std::vector<float>& out, const std::vector<float>& grads,
+                     float* sink, Best& best) {
+  // Ours on both cores: the same table with the TBB fan-out enabled.
+  TableOptions parallel_options = options;
+  parallel_options.parallel_min_update = parallel_options.parallel_min_lookup = 4096;
+  // A second table with the same rows; made after the serial runs so that
+  // those ran with only their own structures in memory.
+  {
+    auto par = std::move(EmbeddingTable::Create(parallel_options)).value();
+    for (size_t b = 0; b < cfg.rows; b += cfg.batch) {
+      par->Lookup({all_keys.data() + b, std::min(cfg.batch, cfg.rows - b)}, out.data());
+    }
+    for (int rep = 0; rep < cfg.reps; ++rep) {
+      for (int wi = 0; wi < 2; ++wi) {
+        const Workload& w = *workloads[wi];
+        const double l = Rate(
+            w, cfg.batch,
+            [&](size_t b, size_t n) {
+              par->Lookup({w.keys.data() + b, n}, out.data());
+              *sink += out[0];
+            },
+            /*wall=*/true);
+        const double u = Rate(
+            w, cfg.batch,
+            [&](size_t b, size_t n) {
+              par->Apply({w.keys.data() + b, n}, grads.data());
+            },
+            /*wall=*/true);
+        best[kOurs2][wi][0] = std::max(best[kOurs2][wi][0], l);
+        best[kOurs2][wi][1] = std::max(best[kOurs2][wi][1], u);
+        // The serial table on wall time too, interleaved, for a like-for-like speedup.
+        const double l1 = Rate(
+            w, cfg.batch,
+            [&](size_t b, size_t n) {
+              ours.Lookup({w.keys.data() + b, n}, out.data());
+              *sink += out[0];
+            },
+            /*wall=*/true);
+        const double u1 = Rate(
+            w, cfg.batch,
+            [&](size_t b, size_t n) {
+              ours.Apply({w.keys.data() + b, n}, grads.data());
+            },
+            /*wall=*/true);
+        best[kOursWall][wi][0] = std::max(best[kOursWall][wi][0], l1);
+        best[kOursWall][wi][1] = std::max(best[kOursWall][wi][1], u1);
+      }
+    }
+  }
+}
+
+void PrintResults(const Config& cfg, const Best& best, const EmbeddingTable& ours, size_t ours_rss,
+                  size_t naive_rss, float sink) {
+  const double row_bytes = static_cast<double>(cfg.dim * sizeof(float));
+  std::printf("\nthroughput, M rows/s of thread CPU time (rows marked wall: wall time)\n");
+  std::printf("                                uniform              zipf(1.05)\n");
+  std::printf("                              lookup   update      lookup   update\n");
+  const char* names[kImpls] = {
+      "ours (1 thread)",       "std::unordered_map",          "flat gather, naive",
+      "flat gather, prefetch", "ours (2 threads, TBB), wall", "ours (1 thread), wall"};
+  for (int i = 0; i < kImpls; ++i) {
+    std::printf("%-28s %8.1f %8.1f    %8.1f %8.1f\n", names[i], best[i][0][0], best[i][0][1],
+                best[i][1][0], best[i][1][1]);
+  }
+  auto ratio_row = [&](const char* name, int num, int den) {
+    std::printf("%-28s %7.2fx %7.2fx    %7.2fx %7.2fx\n", name, best[num][0][0] / best[den][0][0],
+                best[num][0][1] / best[den][0][1], best[num][1][0] / best[den][1][0],
+                best[num][1][1] / best[den][1][1]);
+  };
+  std::printf("\nratios\n");
+  ratio_row("ours / unordered_map", kOurs, kNaive);
+  std::printf("  (targets: >= 4x lookup, >= 6x update)\n");
+  ratio_row("ours / gather (prefetch)", kOurs, kGather);
+  ratio_row("ours 2 threads / 1, wall", kOurs2, kOursWall);
+
+  const double bound = 1.5 * row_bytes;  // SGD without momentum: no state
+  const double per_row = static_cast<double>(ours.memory_bytes()) / ours.size();
+  std::printf("\nmemory per row at %zu rows (payload %.0f B, bound 1.5x = %.0f B)\n", ours.size(),
+              row_bytes, bound);
+  std::printf("  ours memory_bytes()   %6.1f B  (%.2fx payload) %s\n", per_row, per_row / row_bytes,
+              per_row <= bound ? "within bound" : "OVER BOUND");
+  std::printf("  ours RSS growth       %6.1f B\n", static_cast<double>(ours_rss) / cfg.rows);
+  std::printf("  unordered_map RSS     %6.1f B\n", static_cast<double>(naive_rss) / cfg.rows);
+  double load[1] = {0};
+  if (getloadavg(load, 1) == 1) {
+    std::printf(
+        "load average %.1f on %ld CPUs: other tenants share caches and DRAM, so compare\n"
+        "rows of this run with each other, not with other runs\n",
+        load[0], sysconf(_SC_NPROCESSORS_ONLN));
+  }
+  std::printf("(checksum %g)\n", static_cast<double>(sink));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  if (!ReadConfig(argc, argv, &cfg)) {
+    std::fprintf(stderr, "bad sizes\n");
+    return 2;
+  }
+  const size_t dim = cfg.dim;
+  std::printf("bench_table: %zu rows x %zu floats, %zu ops per run in batches of %zu, best of %d\n",
+              cfg.rows, dim, cfg.ops, cfg.batch, cfg.reps);
+  const double t_setup = Now();
+
+  const Workloads wl = MakeWorkloads(cfg);
+  const Workload& uniform = wl.uniform;
+  const Workload& zipf = wl.zipf;
+  const std::vector<uint64_t>& all_keys = wl.all_keys;
 
   // (a) ours, serial: every call stays on this thread.
   TableOptions options;
@@ -202,7 +335,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& ours = *created.value();
-  double t0 = ThreadCpu();
+  const double t0 = ThreadCpu();
   for (size_t b = 0; b < cfg.rows; b += cfg.batch) {
     ours.Lookup({all_keys.data() + b, std::min(cfg.batch, cfg.rows - b)}, out.data());
   }
@@ -212,25 +345,18 @@ int main(int argc, char** argv) {
   // (b) naive std::unordered_map, reserved up front (its best case).
   const size_t rss1 = RssBytes();
   NaiveTable naive;
-  t0 = ThreadCpu();
-  naive.reserve(cfg.rows);
-  for (size_t r = 0; r < cfg.rows; ++r) {
-    std::vector<float> row(dim);
-    ours.InitialRow(all_keys[r], row.data());
-    naive.emplace(all_keys[r], std::move(row));
-  }
-  const double naive_insert = static_cast<double>(cfg.rows) / (ThreadCpu() - t0) / 1e6;
+  const double naive_insert = FillNaive(ours, all_keys, dim, &naive);
   const size_t naive_rss = RssBytes() - rss1;
 
   // (c) the same rows in a flat array, addressed by row number, on 2 MiB
   // pages like the table's slabs (on 4 KiB pages this VM's gathers ran at
   // about 60% of the speed, TLB-bound, which made the ceiling look lower).
-  phalanx::ps::internal::MappedRegion flat_pages;
-  if (!flat_pages.Reserve(cfg.rows * dim * sizeof(float))) {
+  phalanx::bench::HugePageFloats flat_pages;
+  if (!flat_pages.Allocate(cfg.rows * dim)) {
     std::fprintf(stderr, "cannot map the flat array\n");
     return 1;
   }
-  std::span<float> flat(reinterpret_cast<float*>(flat_pages.data()), cfg.rows * dim);
+  std::span<float> flat(flat_pages.data(), cfg.rows * dim);
   for (size_t r = 0; r < cfg.rows; ++r) ours.InitialRow(all_keys[r], flat.data() + r * dim);
   std::printf("setup %.1f s; inserts: ours %.1f M rows/s, unordered_map %.1f M rows/s\n",
               Now() - t_setup, ours_insert, naive_insert);
@@ -304,8 +430,7 @@ int main(int argc, char** argv) {
 
   // result[impl][workload][op], best of reps; implementations interleaved
   // within each repetition so that load from other tenants hits all alike.
-  enum { kOurs, kNaive, kGatherNaive, kGather, kOurs2, kOursWall, kImpls };
-  double best[kImpls][2][2] = {};
+  Best best = {};
   const Workload* workloads[2] = {&uniform, &zipf};
   for (int rep = 0; rep < cfg.reps; ++rep) {
     for (int wi = 0; wi < 2; ++wi) {
@@ -321,90 +446,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // Ours on both cores: the same table with the TBB fan-out enabled.
-  TableOptions parallel_options = options;
-  parallel_options.parallel_min_update = parallel_options.parallel_min_lookup = 4096;
-  // A second table with the same rows; made after the serial runs so that
-  // those ran with only their own structures in memory.
-  {
-    auto par = std::move(EmbeddingTable::Create(parallel_options)).value();
-    for (size_t b = 0; b < cfg.rows; b += cfg.batch) {
-      par->Lookup({all_keys.data() + b, std::min(cfg.batch, cfg.rows - b)}, out.data());
-    }
-    for (int rep = 0; rep < cfg.reps; ++rep) {
-      for (int wi = 0; wi < 2; ++wi) {
-        const Workload& w = *workloads[wi];
-        const double l = Rate(
-            w, cfg.batch,
-            [&](size_t b, size_t n) {
-              par->Lookup({w.keys.data() + b, n}, out.data());
-              sink += out[0];
-            },
-            /*wall=*/true);
-        const double u = Rate(
-            w, cfg.batch,
-            [&](size_t b, size_t n) {
-              par->Apply({w.keys.data() + b, n}, grads.data());
-            },
-            /*wall=*/true);
-        best[kOurs2][wi][0] = std::max(best[kOurs2][wi][0], l);
-        best[kOurs2][wi][1] = std::max(best[kOurs2][wi][1], u);
-        // The serial table on wall time too, interleaved, for a like-for-like speedup.
-        const double l1 = Rate(
-            w, cfg.batch,
-            [&](size_t b, size_t n) {
-              ours.Lookup({w.keys.data() + b, n}, out.data());
-              sink += out[0];
-            },
-            /*wall=*/true);
-        const double u1 = Rate(
-            w, cfg.batch,
-            [&](size_t b, size_t n) {
-              ours.Apply({w.keys.data() + b, n}, grads.data());
-            },
-            /*wall=*/true);
-        best[kOursWall][wi][0] = std::max(best[kOursWall][wi][0], l1);
-        best[kOursWall][wi][1] = std::max(best[kOursWall][wi][1], u1);
-      }
-    }
-  }
+  MeasureParallel(cfg, options, all_keys, workloads, ours, out, grads, &sink, best);
 
-  std::printf("\nthroughput, M rows/s of thread CPU time (rows marked wall: wall time)\n");
-  std::printf("                                uniform              zipf(1.05)\n");
-  std::printf("                              lookup   update      lookup   update\n");
-  const char* names[kImpls] = {
-      "ours (1 thread)",       "std::unordered_map",          "flat gather, naive",
-      "flat gather, prefetch", "ours (2 threads, TBB), wall", "ours (1 thread), wall"};
-  for (int i = 0; i < kImpls; ++i) {
-    std::printf("%-28s %8.1f %8.1f    %8.1f %8.1f\n", names[i], best[i][0][0], best[i][0][1],
-                best[i][1][0], best[i][1][1]);
-  }
-  auto ratio_row = [&](const char* name, int num, int den) {
-    std::printf("%-28s %7.2fx %7.2fx    %7.2fx %7.2fx\n", name, best[num][0][0] / best[den][0][0],
-                best[num][0][1] / best[den][0][1], best[num][1][0] / best[den][1][0],
-                best[num][1][1] / best[den][1][1]);
-  };
-  std::printf("\nratios\n");
-  ratio_row("ours / unordered_map", kOurs, kNaive);
-  std::printf("  (targets: >= 4x lookup, >= 6x update)\n");
-  ratio_row("ours / gather (prefetch)", kOurs, kGather);
-  ratio_row("ours 2 threads / 1, wall", kOurs2, kOursWall);
-
-  const double bound = 1.5 * row_bytes;  // SGD without momentum: no state
-  const double per_row = static_cast<double>(ours.memory_bytes()) / ours.size();
-  std::printf("\nmemory per row at %zu rows (payload %.0f B, bound 1.5x = %.0f B)\n", ours.size(),
-              row_bytes, bound);
-  std::printf("  ours memory_bytes()   %6.1f B  (%.2fx payload) %s\n", per_row, per_row / row_bytes,
-              per_row <= bound ? "within bound" : "OVER BOUND");
-  std::printf("  ours RSS growth       %6.1f B\n", static_cast<double>(ours_rss) / cfg.rows);
-  std::printf("  unordered_map RSS     %6.1f B\n", static_cast<double>(naive_rss) / cfg.rows);
-  double load[1] = {0};
-  if (getloadavg(load, 1) == 1) {
-    std::printf(
-        "load average %.1f on %ld CPUs: other tenants share caches and DRAM, so compare\n"
-        "rows of this run with each other, not with other runs\n",
-        load[0], sysconf(_SC_NPROCESSORS_ONLN));
-  }
-  std::printf("(checksum %g)\n", static_cast<double>(sink));
+  PrintResults(cfg, best, ours, ours_rss, naive_rss, sink);
   return 0;
 }

@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "common/plot.h"
-#include "launch/child_process.h"
+#include "launch/process/child_process.h"
 
 namespace phalanx::launch {
 namespace {

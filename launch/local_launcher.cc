@@ -22,7 +22,7 @@
 
 #include "common/plot.h"
 #include "common/transport.h"
-#include "launch/child_process.h"
+#include "launch/process/child_process.h"
 #include "launch/fault_proxy.h"
 #include "launch/fault_schedule.h"
 #include "launch/federated_live.h"

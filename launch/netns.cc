@@ -16,6 +16,8 @@
 #include <set>
 #include <sstream>
 
+#include "launch/process/child_process.h"
+
 namespace phalanx::launch {
 namespace {
 
@@ -56,60 +58,20 @@ std::string Format(double v) {
 }  // namespace
 
 Result<std::string> RunTool(const std::vector<std::string>& argv) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return Internal("pipe failed");
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    close(out[0]);
-    close(out[1]);
-    return Internal("pipe failed");
-  }
-  pid_t pid = fork();
-  if (pid < 0) return Internal("fork failed");
-  if (pid == 0) {
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  close(err[1]);
-  std::string so, se;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open_fds = 2;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (open_fds > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (poll(fds, 2, 200) <= 0) continue;
-    for (auto& p : fds) {
-      if (p.fd < 0 || !(p.revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      ssize_t n = read(p.fd, buf, sizeof(buf));
-      if (n <= 0) {
-        close(p.fd);
-        p.fd = -1;
-        --open_fds;
-      } else {
-        (p.fd == out[0] ? so : se).append(buf, static_cast<size_t>(n));
-      }
+  auto run = RunCommand(argv, 20'000);
+  if (!run.ok()) {
+    if (run.status().code() == StatusCode::kDeadlineExceeded) {
+      return DeadlineExceeded("'" + Join(argv) + "' did not finish in 20 s");
     }
+    return run.status();
   }
-  for (auto& p : fds) {
-    if (p.fd >= 0) close(p.fd);
-  }
-  if (open_fds > 0) kill(pid, SIGKILL);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (open_fds > 0) return DeadlineExceeded("'" + Join(argv) + "' did not finish in 20 s");
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+  std::string se = std::move(run->err);
+  if (run->exit_code != 0) {
     while (!se.empty() && se.back() == '\n') se.pop_back();
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 127 && se.empty()) se = "command not found";
+    if (run->exit_code == 127 && se.empty()) se = "command not found";
     return Unavailable("'" + Join(argv) + "' failed: " + se);
   }
-  return so;
+  return std::move(run->out);
 }
 
 Status NetnsAvailable() {
