@@ -120,6 +120,14 @@ class Aggregator {
 // names, unknown or out-of-range parameters.
 Result<std::unique_ptr<Aggregator>> CreateAggregator(const AggregatorOptions& options);
 
+// Whether the rule of `options` can combine n inputs: it is created and tried
+// once on n seeded random vectors, in its direct form and (unless it is
+// coordinate-wise) its Gram form, so the answer is the rule's own validity
+// condition as every round would meet it (e.g. "bulyan: needs n >= 4f+3, got
+// n=4, f=1"). Lets a launcher or server refuse an impossible configuration
+// before anything starts. InvalidArgument naming the rule, n and f.
+Status CheckRuleCanRun(const AggregatorOptions& options, int n);
+
 // Names accepted by CreateAggregator (without the nnm+ compositions).
 std::vector<std::string> AggregatorNames();
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "aggregators/aggregator.h"
+#include "aggregators/gram.h"
 #include "aggregators/internal/rules.h"
 
 namespace phalanx::aggregators {
@@ -101,6 +102,26 @@ Result<std::unique_ptr<Aggregator>> CreateAggregator(const AggregatorOptions& op
   }
   PHX_RETURN_IF_ERROR(params.CheckAllUsed());
   return rule;
+}
+
+Status CheckRuleCanRun(const AggregatorOptions& options, int n) {
+  const std::string what = "aggregator '" + options.name + "' with " + std::to_string(n) +
+                           " inputs and f = " + std::to_string(options.f);
+  if (n < 1) return InvalidArgument(what + ": needs at least one input");
+  // Distinct random vectors: no rule can fail on them for a reason other than
+  // its parameters or its condition on n and f.
+  constexpr int64_t kTrialDim = 8;
+  const Eigen::MatrixXd trial = SeededUniformColumns(options.seed, 0, kTrialDim, n);
+  {
+    PHX_ASSIGN_OR_RETURN(auto rule, CreateAggregator(options));
+    auto direct = rule->Aggregate(trial);
+    if (!direct.ok()) return InvalidArgument(what + ": " + direct.status().message());
+    if (rule->coordinate_wise()) return Status::Ok();
+  }
+  PHX_ASSIGN_OR_RETURN(auto rule, CreateAggregator(options));  // fresh state for the Gram form
+  auto via_gram = AggregateViaGram(*rule, trial, 2);
+  if (!via_gram.ok()) return InvalidArgument(what + ": " + via_gram.status().message());
+  return Status::Ok();
 }
 
 }  // namespace phalanx::aggregators

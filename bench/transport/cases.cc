@@ -141,15 +141,18 @@ void Cases::Note(const std::string& op, double phx_s, double raw_s, double serve
 }
 
 void Cases::Populate() {
+  // Rows are created by updates (a pull of an unknown key only reads its
+  // initial row), so population pushes zero gradients: the rows keep their
+  // initial values.
   std::vector<uint64_t> keys;
-  std::vector<float> out;
+  std::vector<float> zeros;
   auto t0 = Clock::now();
   for (int64_t b = 0; b < o_.rows; b += o_.populate_batch) {
     int64_t e = std::min(o_.rows, b + o_.populate_batch);
     keys.resize(static_cast<size_t>(e - b));
     std::iota(keys.begin(), keys.end(), static_cast<uint64_t>(b));
-    out.resize(keys.size() * kDim);
-    Check(client_.Pull(kEmb, keys, kDim, 0, out.data(), nullptr, true), "populate pull");
+    zeros.assign(keys.size() * kDim, 0.0f);
+    Check(client_.Push(kEmb, keys, kDim, zeros.data(), 0, false, true), "populate push");
   }
   double s = Seconds(t0, Clock::now());
   std::printf("populated %lld rows x %u floats in %.2f s (%.1f M rows/s, batches of %lld)\n",
