@@ -22,9 +22,10 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
     const MembershipOptions& options) {
   std::unique_ptr<MembershipClient> c(new MembershipClient(options));
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
-  std::unique_lock<std::mutex> lock(c->mu_);
-  bool ok = c->cv_.wait_for(lock, std::chrono::milliseconds(options.register_timeout_ms),
-                            [&] { return c->registered_.load() || !c->fatal_.empty(); });
+  MutexLock lock(&c->mu_);
+  bool ok = c->cv_.WaitFor(
+      &c->mu_, std::chrono::milliseconds(options.register_timeout_ms),
+      [&]() REQUIRES(c->mu_) { return c->registered_.load() || !c->fatal_.empty(); });
   if (!c->fatal_.empty()) return Unavailable(c->fatal_);
   if (!ok) {
     return DeadlineExceeded("no answer from the scheduler at " + options.scheduler_endpoint +
@@ -36,9 +37,9 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
 void MembershipClient::Loop() {
   auto socket_or = Socket::Connect(Socket::Kind::kDealer, options_.scheduler_endpoint);
   if (!socket_or.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     fatal_ = socket_or.status().ToString();
-    cv_.notify_all();
+    cv_.SignalAll();
     return;
   }
   std::unique_ptr<Socket> sock = std::move(socket_or).value();
@@ -105,8 +106,8 @@ void MembershipClient::Loop() {
             rank_ = ack->rank;
             registered_ = true;
             ever_registered = true;
-            std::lock_guard<std::mutex> lock(mu_);
-            cv_.notify_all();
+            MutexLock lock(&mu_);
+            cv_.SignalAll();
           }
           break;
         }
@@ -118,11 +119,11 @@ void MembershipClient::Loop() {
           }
           std::function<void(const ClusterView&)> cb;
           {
-            std::lock_guard<std::mutex> lock(mu_);
+            MutexLock lock(&mu_);
             if (v->epoch < view_.epoch) break;
             view_ = *v;
             cb = view_cb_;
-            cv_.notify_all();
+            cv_.SignalAll();
           }
           if (cb) cb(*v);
           break;
@@ -130,16 +131,16 @@ void MembershipClient::Loop() {
         case MsgType::kBarrierRelease: {
           auto b = DecodeBarrier(m.body);
           if (b.ok()) {
-            std::lock_guard<std::mutex> lock(mu_);
+            MutexLock lock(&mu_);
             barrier_released_[b->name]++;
-            cv_.notify_all();
+            cv_.SignalAll();
           }
           break;
         }
         case MsgType::kShutdown: {
           shutdown_ = true;
-          std::lock_guard<std::mutex> lock(mu_);
-          cv_.notify_all();
+          MutexLock lock(&mu_);
+          cv_.SignalAll();
           break;
         }
         case MsgType::kError: {
@@ -166,13 +167,13 @@ void MembershipClient::Loop() {
       }
       reregister(now, "scheduler silent");
       if (now - last_heard > give_up && !lost_) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         lost_reason_ = "lost the scheduler at " + options_.scheduler_endpoint + ": no answer for " +
                        std::to_string(options_.register_timeout_ms) +
                        " ms (cluster.register_timeout_ms)";
         lost_ = true;
         spdlog::error("{}", lost_reason_);
-        cv_.notify_all();
+        cv_.SignalAll();
       }
     } else if (!registered_ && !left_) {
       // First registration, or re-registration after an error: retry with backoff.
@@ -186,7 +187,7 @@ void MembershipClient::Loop() {
     std::deque<std::string> barriers;
     bool leave = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       barriers.swap(barrier_requests_);
       leave = leave_requested_ && !left_;
     }
@@ -197,8 +198,8 @@ void MembershipClient::Loop() {
     if (leave) {
       (void)sock->Send(MakeControlMessage(MsgType::kLeave, node_id_.load(), 0, ""));
       left_ = true;
-      std::lock_guard<std::mutex> lock(mu_);
-      cv_.notify_all();
+      MutexLock lock(&mu_);
+      cv_.SignalAll();
     }
     if (registered_ && !left_ && now - last_heartbeat >= heartbeat) {
       (void)sock->Send(MakeControlMessage(MsgType::kHeartbeat, node_id_.load(), 0, ""));
@@ -209,50 +210,52 @@ void MembershipClient::Loop() {
 
 Status MembershipClient::health() const {
   if (!lost_.load()) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return Unavailable(lost_reason_);
 }
 
 Result<ClusterView> MembershipClient::WaitForView(int64_t min_epoch, int timeout_ms) {
-  std::unique_lock<std::mutex> lock(mu_);
-  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                         [&] { return view_.epoch >= min_epoch || shutdown_.load(); });
+  MutexLock lock(&mu_);
+  bool ok = cv_.WaitFor(&mu_, std::chrono::milliseconds(timeout_ms), [&]() REQUIRES(mu_) {
+    return view_.epoch >= min_epoch || shutdown_.load();
+  });
   if (!ok) return DeadlineExceeded("no cluster view within " + std::to_string(timeout_ms) + " ms");
   if (view_.epoch < min_epoch) return Cancelled("scheduler shut the cluster down");
   return view_;
 }
 
 ClusterView MembershipClient::view() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return view_;
 }
 
 int64_t MembershipClient::epoch() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return view_.epoch;
 }
 
 void MembershipClient::SetViewCallback(std::function<void(const ClusterView&)> cb) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   view_cb_ = std::move(cb);
 }
 
 Status MembershipClient::Barrier(const std::string& name, int timeout_ms) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int64_t before = barrier_released_[name];
   barrier_requests_.push_back(name);
-  bool ok = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                         [&] { return barrier_released_[name] > before || shutdown_.load(); });
+  bool ok = cv_.WaitFor(&mu_, std::chrono::milliseconds(timeout_ms), [&]() REQUIRES(mu_) {
+    return barrier_released_[name] > before || shutdown_.load();
+  });
   if (!ok) return DeadlineExceeded("barrier '" + name + "' not released in time");
   if (barrier_released_[name] <= before) return Cancelled("cluster shut down during barrier");
   return Status::Ok();
 }
 
 void MembershipClient::Leave() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   leave_requested_ = true;
   // Give the thread a moment to send it before the process exits.
-  cv_.wait_for(lock, std::chrono::milliseconds(1000), [&] { return left_.load(); });
+  cv_.WaitFor(&mu_, std::chrono::milliseconds(1000), [&] { return left_.load(); });
 }
 
 }  // namespace phalanx

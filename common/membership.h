@@ -15,16 +15,15 @@
 // owner should stop with that error: a bound, never an endless wait.
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "common/control.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace phalanx {
@@ -85,15 +84,15 @@ class MembershipClient {
   std::atomic<bool> lost_{false};
   std::atomic<int64_t> reregistrations_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  ClusterView view_;                                 // guarded by mu_
-  std::deque<std::string> barrier_requests_;         // guarded by mu_
-  std::map<std::string, int64_t> barrier_released_;  // name -> count, guarded by mu_
-  bool leave_requested_ = false;                     // guarded by mu_
-  std::function<void(const ClusterView&)> view_cb_;  // guarded by mu_
-  std::string fatal_;                                // guarded by mu_
-  std::string lost_reason_;                          // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  ClusterView view_ GUARDED_BY(mu_);
+  std::deque<std::string> barrier_requests_ GUARDED_BY(mu_);
+  std::map<std::string, int64_t> barrier_released_ GUARDED_BY(mu_);  // name -> count
+  bool leave_requested_ GUARDED_BY(mu_) = false;
+  std::function<void(const ClusterView&)> view_cb_ GUARDED_BY(mu_);
+  std::string fatal_ GUARDED_BY(mu_);
+  std::string lost_reason_ GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -7,6 +7,8 @@
 #include <bit>
 #include <new>
 
+#include "common/mutex.h"
+
 namespace phalanx {
 
 const char* MsgTypeName(MsgType type) {
@@ -130,7 +132,7 @@ struct BufferPool::State {
 
   void Release(std::byte* data, size_t capacity) {
     {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(&mu);
       if (free.size() < options.max_cached_blocks &&
           cached + capacity <= options.max_cached_bytes) {
         free.push_back({data, capacity});
@@ -142,9 +144,9 @@ struct BufferPool::State {
   }
 
   const Options options;
-  mutable std::mutex mu;
-  std::vector<Block> free;  // guarded by mu
-  size_t cached = 0;        // guarded by mu
+  mutable Mutex mu;
+  std::vector<Block> free GUARDED_BY(mu);
+  size_t cached GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> hits{0}, misses{0};
 };
 
@@ -166,7 +168,7 @@ Buffer BufferPool::Acquire(size_t bytes, size_t alignment, void** data) {
   {
     // Best fit among the free blocks, but not one more than 4x too big: that
     // would pin a large block under a small payload.
-    std::lock_guard<std::mutex> lock(state_->mu);
+    MutexLock lock(&state_->mu);
     auto& free = state_->free;
     size_t best = free.size();
     for (size_t i = 0; i < free.size(); ++i) {
@@ -210,7 +212,7 @@ BufferPool::Stats BufferPool::stats() const {
   Stats s;
   s.hits = state_->hits.load(std::memory_order_relaxed);
   s.misses = state_->misses.load(std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(&state_->mu);
   s.cached_bytes = state_->cached;
   s.cached_blocks = state_->free.size();
   return s;

@@ -181,7 +181,7 @@ MetricsRegistry::Family* MetricsRegistry::GetFamily(const std::string& name,
 
 Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
                                      const std::string& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto& slot = GetFamily(name, help, kCounterType)->counters[labels];
   if (!slot) slot = std::make_unique<Counter>();
   return *slot;
@@ -189,7 +189,7 @@ Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string&
 
 Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& help,
                                  const std::string& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto& slot = GetFamily(name, help, kGaugeType)->gauges[labels];
   if (!slot) slot = std::make_unique<Gauge>();
   return *slot;
@@ -198,14 +198,14 @@ Gauge& MetricsRegistry::GetGauge(const std::string& name, const std::string& hel
 Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
                                          const std::vector<double>& upper_bounds,
                                          const std::string& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto& slot = GetFamily(name, help, kHistogramType)->histograms[labels];
   if (!slot) slot = std::make_unique<Histogram>(upper_bounds);
   return *slot;
 }
 
 std::string MetricsRegistry::RenderPrometheus() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string out;
   for (const auto& [name, family] : families_) {
     out += "# HELP " + name + " " + EscapeHelp(family->help) + "\n";

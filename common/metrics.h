@@ -11,11 +11,12 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace phalanx {
 
@@ -124,12 +125,12 @@ class MetricsRegistry {
 
  private:
   struct Family;
-  Family* GetFamily(const std::string& name, const std::string& help, int type);
+  Family* GetFamily(const std::string& name, const std::string& help, int type) REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Family>> families_;
+  mutable Mutex mu_;
+  std::map<std::string, std::unique_ptr<Family>> families_ GUARDED_BY(mu_);
   // Metrics handed out for type conflicts; kept alive, never rendered.
-  std::vector<std::unique_ptr<Family>> orphans_;
+  std::vector<std::unique_ptr<Family>> orphans_ GUARDED_BY(mu_);
 };
 
 }  // namespace phalanx

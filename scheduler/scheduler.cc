@@ -4,13 +4,13 @@
 
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
 #include "common/control.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/transport.h"
 
 namespace phalanx::scheduler {
@@ -81,7 +81,7 @@ class SchedulerImpl final : public Scheduler {
   }
 
   std::string StatusJson() const override {
-    std::lock_guard<std::mutex> lock(status_mu_);
+    MutexLock lock(&status_mu_);
     return status_json_;
   }
 
@@ -404,7 +404,7 @@ class SchedulerImpl final : public Scheduler {
                        {"left", m.left}});
     }
     j["peers"] = nodes;
-    std::lock_guard<std::mutex> lock(status_mu_);
+    MutexLock lock(&status_mu_);
     status_json_ = j.dump();
   }
 
@@ -425,8 +425,10 @@ class SchedulerImpl final : public Scheduler {
   Counter& deaths_;
   Counter& rejected_;
   Gauge& epoch_gauge_;
-  mutable std::mutex status_mu_;
-  std::string status_json_ = R"({"role":"scheduler","epoch":0,"formed":false,"peers":[]})";
+  // The /status page is served from the HTTP server's thread.
+  mutable Mutex status_mu_;
+  std::string status_json_ GUARDED_BY(status_mu_) =
+      R"({"role":"scheduler","epoch":0,"formed":false,"peers":[]})";
 };
 
 }  // namespace
