@@ -1,4 +1,4 @@
-#include "common/config.h"
+#include "launch/config/config.h"
 
 #include <toml++/toml.h>
 
@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "common/toml_section.h"
+#include "launch/config/toml_section.h"
 
 namespace phalanx {
 namespace {
@@ -364,7 +364,7 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     r.Read("duration_s", &x.duration_s);
     r.Read("eval_every_s", &x.eval_every_s);
     PHX_RETURN_IF_ERROR(r.Finish());
-    // Ranges only; algorithm names and combinations: launch/federated_live.h.
+    // Ranges only; algorithm names and combinations: launch/cli/federated_live.h.
     if (x.clients < 1) return InvalidArgument("federated.clients must be >= 1");
     if (x.local_steps < 1) return InvalidArgument("federated.local_steps must be >= 1");
     if (x.batch_size < 1) return InvalidArgument("federated.batch_size must be >= 1");

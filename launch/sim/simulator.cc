@@ -1,4 +1,4 @@
-#include "launch/simulator.h"
+#include "launch/sim/simulator.h"
 
 #include <spdlog/spdlog.h>
 #include <tbb/parallel_for.h>
@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "aggregators/federated.h"
-#include "common/plot.h"
+#include "launch/report/plot.h"
 #include "worker/byzantine.h"
 #include "worker/model.h"
 #include "worker/partition.h"

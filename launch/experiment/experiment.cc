@@ -1,4 +1,4 @@
-#include "launch/experiment.h"
+#include "launch/experiment/experiment.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,7 +19,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/plot.h"
+#include "launch/report/plot.h"
 #include "launch/child_process.h"
 
 namespace phalanx::launch {

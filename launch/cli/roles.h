@@ -7,7 +7,7 @@
 #include <ostream>
 #include <string>
 
-#include "common/config.h"
+#include "launch/config/config.h"
 #include "common/status.h"
 
 namespace phalanx::launch {

@@ -1,4 +1,4 @@
-#include "launch/netns.h"
+#include "launch/faults/netns.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "common/plot.h"
+#include "launch/report/plot.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

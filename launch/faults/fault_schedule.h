@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "launch/config/config.h"
 #include "common/control.h"
 #include "common/status.h"
 

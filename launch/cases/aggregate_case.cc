@@ -1,4 +1,4 @@
-#include "launch/aggregate_case.h"
+#include "launch/cases/aggregate_case.h"
 
 #include <fmt/format.h>
 

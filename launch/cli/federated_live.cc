@@ -1,4 +1,4 @@
-#include "launch/federated_live.h"
+#include "launch/cli/federated_live.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "launch/local_launcher.h"
+#include "launch/cluster/local_launcher.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,13 +20,13 @@
 #include <set>
 #include <sstream>
 
-#include "common/plot.h"
+#include "launch/report/plot.h"
 #include "common/transport.h"
 #include "launch/child_process.h"
-#include "launch/fault_proxy.h"
-#include "launch/fault_schedule.h"
-#include "launch/federated_live.h"
-#include "launch/netns.h"
+#include "launch/faults/fault_proxy.h"
+#include "launch/faults/fault_schedule.h"
+#include "launch/cli/federated_live.h"
+#include "launch/faults/netns.h"
 
 namespace phalanx::launch {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/toml_section.h"
+#include "launch/config/toml_section.h"
 
 #include <sstream>
 

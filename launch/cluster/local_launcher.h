@@ -4,7 +4,7 @@
 // subcommands), shows a progress line, stops every child on Ctrl-C or when a
 // child fails, and writes the run folder: metrics.csv, summary.json,
 // training.png, config.toml and logs/. Applies the job's fault schedule
-// (launch/fault_schedule.h): process faults by signals, behavioural ones by
+// (launch/faults/fault_schedule.h): process faults by signals, behavioural ones by
 // per-process overrides, network faults in network namespaces (netns.h) and
 // through the TCP fault proxy (fault_proxy.h); faults.csv logs each event.
 // Runs on the caller's thread.
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "launch/config/config.h"
 #include "common/status.h"
 
 namespace phalanx::launch {

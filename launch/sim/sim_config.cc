@@ -1,4 +1,4 @@
-#include "launch/sim_config.h"
+#include "launch/sim/sim_config.h"
 
 #include <toml++/toml.h>
 
@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "common/toml_section.h"
+#include "launch/config/toml_section.h"
 
 namespace phalanx::launch {
 namespace {

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "launch/sim_config.h"
+#include "launch/sim/sim_config.h"
 #include "worker/dataset.h"
 
 namespace phalanx::launch {

@@ -5,7 +5,7 @@
 // worker/federated_client.h). Pure functions; any thread.
 
 #include "aggregators/federated.h"
-#include "common/config.h"
+#include "launch/config/config.h"
 #include "common/status.h"
 #include "ps/federated_shard.h"
 #include "worker/federated_client.h"

@@ -1,4 +1,4 @@
-#include "launch/roles.h"
+#include "launch/cli/roles.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,7 @@
 
 #include "common/http_server.h"
 #include "common/metrics.h"
-#include "launch/federated_live.h"
+#include "launch/cli/federated_live.h"
 #include "ps/server.h"
 #include "scheduler/scheduler.h"
 #include "worker/client.h"

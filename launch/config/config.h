@@ -114,7 +114,7 @@ struct ByzantineConfig {
 };
 
 // One `[[faults]]` entry, typed but not yet checked against the cluster:
-// launch/fault_schedule.h validates kinds, nodes and times and documents
+// launch/faults/fault_schedule.h validates kinds, nodes and times and documents
 // each field. Absent numbers are nullopt.
 struct FaultConfig {
   std::string kind;  // byzantine|kill|straggler|delay|loss|bandwidth|partition|reset
@@ -151,7 +151,7 @@ struct CheckpointConfig {
 // delta; the servers apply `algorithm`. Server keys mean what they mean in
 // `phalanx simulate`'s [server] section (aggregators/federated.h); times
 // (τ_i of the speed profile, FedFix's window) are in units of time_unit_ms.
-// Algorithm-specific checks happen in launch/federated_live.h.
+// Algorithm-specific checks happen in launch/cli/federated_live.h.
 struct FederatedConfig {
   std::string algorithm = "fedbuff";  // async | fedasync | fedbuff | fedfix
   double server_lr = 1.0;

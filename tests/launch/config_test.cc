@@ -1,4 +1,4 @@
-#include "common/config.h"
+#include "launch/config/config.h"
 
 #include <gtest/gtest.h>
 

@@ -11,12 +11,12 @@
 #include <filesystem>
 #include <iostream>
 
-#include "common/config.h"
-#include "launch/aggregate_case.h"
-#include "launch/experiment.h"
-#include "launch/local_launcher.h"
-#include "launch/roles.h"
-#include "launch/simulator.h"
+#include "launch/config/config.h"
+#include "launch/cases/aggregate_case.h"
+#include "launch/experiment/experiment.h"
+#include "launch/cluster/local_launcher.h"
+#include "launch/cli/roles.h"
+#include "launch/sim/simulator.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 #pragma once
 // The configuration of `phalanx simulate`: one TOML file plus
-// `--set section.key=value` overrides, parsed like common/config.h (unknown
+// `--set section.key=value` overrides, parsed like launch/config/config.h (unknown
 // sections and keys, wrong types and impossible values are refused with the
 // key's name). Sections: [simulation], [data], [model], [local], [speed],
 // [server] (the defaults of every run), [byzantine] and [[runs]] (one entry per

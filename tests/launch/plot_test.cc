@@ -1,4 +1,4 @@
-#include "common/plot.h"
+#include "launch/report/plot.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

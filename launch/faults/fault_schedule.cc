@@ -1,4 +1,4 @@
-#include "launch/fault_schedule.h"
+#include "launch/faults/fault_schedule.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "launch/fault_proxy.h"
+#include "launch/faults/fault_proxy.h"
 
 #include <spdlog/spdlog.h>
 
