@@ -1,9 +1,9 @@
 #include "launch/cli/federated_live.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
 #include "common/federated_wire.h"
+#include "common/node_lines.h"
 
 namespace phalanx::launch {
 namespace {
@@ -151,8 +151,7 @@ Status RunFederatedClients(const JobConfig& config, const worker::TrainTest& dat
   double acc = -1;
   Status s = fw.Run(&acc);
   if (s.ok() && o.evaluate) {
-    nlohmann::json j{{"rank", rank}, {"final_test_accuracy", acc}};
-    out << "PHX_RESULT " << j.dump() << std::endl;
+    out << FormatResultLine({rank, acc}) << std::endl;
   }
   client->Leave();
   return s;

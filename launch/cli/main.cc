@@ -11,11 +11,11 @@
 #include <filesystem>
 #include <iostream>
 
-#include "launch/config/config.h"
 #include "launch/cases/aggregate_case.h"
-#include "launch/experiment/experiment.h"
-#include "launch/cluster/local_launcher.h"
 #include "launch/cli/roles.h"
+#include "launch/cluster/local_launcher.h"
+#include "launch/config/config.h"
+#include "launch/experiment/experiment.h"
 #include "launch/sim/simulator.h"
 
 namespace {
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   if (*server) {
     auto c = load();
     if (!c.ok()) return Fail(c.status(), "server");
-    auto s = phalanx::launch::RunServer(*c, scheduler, rank, &g_stop, restore);
+    auto s = phalanx::launch::RunServer(*c, scheduler, rank, std::cout, &g_stop, restore);
     return s.ok() ? 0 : Fail(s, "server");
   }
   if (*worker) {

@@ -7,6 +7,7 @@
 
 #include "common/http_server.h"
 #include "common/metrics.h"
+#include "common/node_lines.h"
 #include "launch/cli/federated_live.h"
 #include "ps/server.h"
 #include "scheduler/scheduler.h"
@@ -92,13 +93,13 @@ Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;
   PHX_ASSIGN_OR_RETURN(auto sched, scheduler::Scheduler::Create(o));
   PHX_ASSIGN_OR_RETURN(auto http, StartHttp(config, [&] { return sched->StatusJson(); }));
-  if (http) out << "PHX_HTTP " << http->port() << std::endl;
-  out << "PHX_ENDPOINT " << sched->endpoint() << std::endl;
+  if (http) out << FormatHttpLine(http->port()) << std::endl;
+  out << FormatEndpointLine(sched->endpoint()) << std::endl;
   if (http) spdlog::info("scheduler: http on port {}", http->port());
   return sched->Run(stop);
 }
 
-Status RunServer(const JobConfig& config, const std::string& scheduler, int rank,
+Status RunServer(const JobConfig& config, const std::string& scheduler, int rank, std::ostream& out,
                  const std::atomic<bool>* stop, bool restore) {
   // The model's shape decides the dense table size; servers do not need the
   // data, only the dimensions, which the tables take from the config.
@@ -155,7 +156,20 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
     PHX_ASSIGN_OR_RETURN(o.federated, FederatedShardOptionsFor(config));
   }
   PHX_ASSIGN_OR_RETURN(server, ps::Server::Create(o));
-  return server->Run(stop);
+  Status s = server->Run(stop);
+  if (restore) {
+    // What the snapshot missed, from /status's view of the recovery; the
+    // launcher adds it up into summary.json's updates_lost.
+    auto j = nlohmann::json::parse(server->StatusJson(), nullptr, false);
+    RestoredLine line;
+    line.rank = server->rank();
+    if (j.is_object()) {
+      line.restored_round = j.value("restored_round", int64_t{-1});
+      line.updates_lost = j.value("updates_lost", int64_t{0});
+    }
+    out << FormatRestoredLine(line) << std::endl;
+  }
+  return s;
 }
 
 Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank, std::ostream& out,
@@ -264,8 +278,7 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   double acc = -1;
   Status s = trainer.Run(&acc);
   if (s.ok() && (to.evaluate || acc >= 0)) {
-    nlohmann::json j{{"rank", my_rank}, {"final_test_accuracy", acc}};
-    out << "PHX_RESULT " << j.dump() << std::endl;
+    out << FormatResultLine({my_rank, acc}) << std::endl;
   }
   client->Leave();
   return s;

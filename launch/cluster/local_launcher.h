@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "launch/config/config.h"
 #include "common/status.h"
+#include "launch/config/config.h"
 
 namespace phalanx::launch {
 
