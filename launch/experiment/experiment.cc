@@ -19,8 +19,9 @@
 #include <sstream>
 #include <thread>
 
-#include "launch/report/plot.h"
 #include "launch/child_process.h"
+#include "launch/report/plot.h"
+#include "launch/report/run_report.h"
 
 namespace phalanx::launch {
 namespace {
@@ -107,13 +108,6 @@ std::string Fmt(double v, int digits = 4) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", digits, v);
   return b;
-}
-
-std::string CsvQuote(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 Row ReadRow(const ExperimentCell& cell, const fs::path& dir) {
@@ -446,17 +440,16 @@ Status WriteExperimentReport(const ExperimentSpec& spec, const std::string& out_
     if (fs::exists(dir)) rows.push_back(ReadRow(c, dir));
   }
   {
-    std::ofstream csv(out / "results.csv");
-    if (!csv) return Unavailable("cannot write " + (out / "results.csv").string());
-    csv << "rule,attack,f,schedule,seed,status,final_test_accuracy,rounds,wall_seconds,"
-           "updates_lost,faults_applied,overrides,run_dir\n";
+    CsvWriter csv(out / "results.csv",
+                  "rule,attack,f,schedule,seed,status,final_test_accuracy,rounds,wall_seconds,"
+                  "updates_lost,faults_applied,overrides,run_dir");
+    if (!csv.ok()) return Unavailable("cannot write " + csv.path().string());
     for (const auto& r : rows) {
       std::string ov;
       for (const auto& o : CellOverrides(spec, r.cell)) ov += (ov.empty() ? "" : " ") + o;
-      csv << r.cell.rule << "," << r.cell.attack << "," << r.cell.f << "," << r.cell.schedule << ","
-          << r.cell.seed << "," << (r.ok ? "ok" : "failed") << "," << Fmt(r.accuracy) << ","
-          << r.rounds << "," << Fmt(r.wall, 1) << "," << r.updates_lost << "," << r.faults << ","
-          << CsvQuote(ov) << "," << CsvQuote(r.dir) << "\n";
+      csv.Row(r.cell.rule, r.cell.attack, r.cell.f, r.cell.schedule, r.cell.seed,
+              r.ok ? "ok" : "failed", Fmt(r.accuracy), r.rounds, Fmt(r.wall, 1), r.updates_lost,
+              r.faults, CsvQuote(ov), CsvQuote(r.dir));
     }
   }
   // summary.md and plots: one block per (f, schedule).
