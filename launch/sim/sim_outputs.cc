@@ -24,10 +24,13 @@ Status WriteSimulationOutputs(const SimConfig& c, const std::vector<RunResult>& 
   for (const auto& r : runs) {
     CsvWriter one(fs::path(dir) / "curves" / (r.name + ".csv"), kHeader, 8);
     for (const auto& p : r.curve) {
-      one.Row(p.virtual_time, p.wall_seconds, p.version, p.updates, p.test_accuracy, p.test_loss,
-              p.staleness_mean, p.staleness_max, p.step_weight);
-      all.Row(r.name, p.virtual_time, p.wall_seconds, p.version, p.updates, p.test_accuracy,
+      // The same cells in both files; metrics.csv leads with the run's name.
+      auto row = [&p](CsvWriter& w, const auto&... head) {
+        w.Row(head..., p.virtual_time, p.wall_seconds, p.version, p.updates, p.test_accuracy,
               p.test_loss, p.staleness_mean, p.staleness_max, p.step_weight);
+      };
+      row(one);
+      row(all, r.name);
     }
     CsvWriter h(fs::path(dir) / "staleness" / (r.name + ".csv"), "staleness,count,fraction");
     for (size_t s = 0; s < r.staleness_histogram.size(); ++s) {
