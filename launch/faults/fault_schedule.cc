@@ -187,6 +187,87 @@ bool FaultSchedule::NeedsNetns(const JobConfig& config, const Fault& fault) cons
   return false;
 }
 
+namespace {
+
+// The kind's own parameters of entry `w` (already checked to be the only ones
+// given), into `f`.
+Status ReadKindParameters(const FaultConfig& e, const std::string& w, bool rounds, bool seconds,
+                          Fault& f) {
+  auto bad = [&](const std::string& msg) { return InvalidArgument(w + ": " + msg); };
+  switch (f.kind) {
+    case FaultKind::kByzantine: {
+      if (f.node.role != Role::kWorker) return bad("only workers can be Byzantine");
+      static const std::set<std::string> kAttacks = {"random", "sign-flip",  "gaussian", "alie",
+                                                     "foe",    "label-flip", "nan",      "inf"};
+      if (!kAttacks.count(e.attack)) {
+        return bad(
+            "attack must be one of random, sign-flip, gaussian, alie, foe, label-flip, "
+            "nan, inf; got '" +
+            e.attack + "'");
+      }
+      if (seconds) {
+        return bad(
+            "a byzantine fault starts at a round (at_round), which the worker counts "
+            "itself");
+      }
+      f.attack = e.attack;
+      break;
+    }
+    case FaultKind::kStraggler:
+      if (f.node.role != Role::kWorker) return bad("only workers can be stragglers");
+      if (rounds || seconds) return bad("a straggler is slow for the whole run: drop at/until");
+      if (!e.step_delay_ms || !(*e.step_delay_ms > 0) || *e.step_delay_ms > 600000) {
+        return bad("step_delay_ms must be in (0, 600000]");
+      }
+      f.step_delay_ms = static_cast<int>(std::lround(*e.step_delay_ms));
+      break;
+    case FaultKind::kKill:
+      if (!rounds && !seconds) return bad("a kill needs a time: at_round or at_s");
+      if (e.restart_after_s && !(*e.restart_after_s >= 0 && *e.restart_after_s < 86400)) {
+        return bad("restart_after_s must be in [0, 86400)");
+      }
+      f.restart_after_s = e.restart_after_s;
+      break;
+    case FaultKind::kDelay:
+      f.delay_ms = e.delay_ms.value_or(0);
+      f.jitter_ms = e.jitter_ms.value_or(0);
+      if (!(f.delay_ms >= 0 && f.delay_ms <= 60000) ||
+          !(f.jitter_ms >= 0 && f.jitter_ms <= 60000)) {
+        return bad("delay_ms and jitter_ms must be in [0, 60000]");
+      }
+      if (f.delay_ms == 0 && f.jitter_ms == 0) return bad("delay needs delay_ms or jitter_ms");
+      break;
+    case FaultKind::kReset:
+      break;
+    case FaultKind::kLoss:
+      if (!e.loss_pct || !(*e.loss_pct > 0 && *e.loss_pct <= 100)) {
+        return bad("loss_pct must be in (0, 100]");
+      }
+      f.loss_pct = *e.loss_pct;
+      if (f.peer) return bad("loss acts on the node's whole link: drop peer");
+      break;
+    case FaultKind::kBandwidth:
+      if (!e.rate_kbit || !(*e.rate_kbit >= 8 && *e.rate_kbit <= 1e8)) {
+        return bad("rate_kbit must be in [8, 1e8]");
+      }
+      f.rate_kbit = *e.rate_kbit;
+      if (e.via == "proxy") {
+        f.via_proxy = true;
+      } else if (!e.via.empty()) {
+        return bad("via must be \"proxy\" (or absent for tbf), got '" + e.via + "'");
+      }
+      if (f.peer && !f.via_proxy) {
+        return bad("tbf limits the node's whole link: drop peer, or use via = \"proxy\"");
+      }
+      break;
+    case FaultKind::kPartition:
+      break;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<FaultSchedule> BuildFaultSchedule(const JobConfig& c) {
   FaultSchedule schedule;
   for (size_t i = 0; i < c.faults.size(); ++i) {
@@ -277,75 +358,7 @@ Result<FaultSchedule> BuildFaultSchedule(const JobConfig& c) {
       return bad("direction must be in, out or both, got '" + e.direction + "'");
     }
 
-    switch (f.kind) {
-      case FaultKind::kByzantine: {
-        if (f.node.role != Role::kWorker) return bad("only workers can be Byzantine");
-        static const std::set<std::string> kAttacks = {"random", "sign-flip",  "gaussian", "alie",
-                                                       "foe",    "label-flip", "nan",      "inf"};
-        if (!kAttacks.count(e.attack)) {
-          return bad(
-              "attack must be one of random, sign-flip, gaussian, alie, foe, label-flip, "
-              "nan, inf; got '" +
-              e.attack + "'");
-        }
-        if (seconds) {
-          return bad(
-              "a byzantine fault starts at a round (at_round), which the worker counts "
-              "itself");
-        }
-        f.attack = e.attack;
-        break;
-      }
-      case FaultKind::kStraggler:
-        if (f.node.role != Role::kWorker) return bad("only workers can be stragglers");
-        if (rounds || seconds) return bad("a straggler is slow for the whole run: drop at/until");
-        if (!e.step_delay_ms || !(*e.step_delay_ms > 0) || *e.step_delay_ms > 600000) {
-          return bad("step_delay_ms must be in (0, 600000]");
-        }
-        f.step_delay_ms = static_cast<int>(std::lround(*e.step_delay_ms));
-        break;
-      case FaultKind::kKill:
-        if (!rounds && !seconds) return bad("a kill needs a time: at_round or at_s");
-        if (e.restart_after_s && !(*e.restart_after_s >= 0 && *e.restart_after_s < 86400)) {
-          return bad("restart_after_s must be in [0, 86400)");
-        }
-        f.restart_after_s = e.restart_after_s;
-        break;
-      case FaultKind::kDelay:
-        f.delay_ms = e.delay_ms.value_or(0);
-        f.jitter_ms = e.jitter_ms.value_or(0);
-        if (!(f.delay_ms >= 0 && f.delay_ms <= 60000) ||
-            !(f.jitter_ms >= 0 && f.jitter_ms <= 60000)) {
-          return bad("delay_ms and jitter_ms must be in [0, 60000]");
-        }
-        if (f.delay_ms == 0 && f.jitter_ms == 0) return bad("delay needs delay_ms or jitter_ms");
-        break;
-      case FaultKind::kReset:
-        break;
-      case FaultKind::kLoss:
-        if (!e.loss_pct || !(*e.loss_pct > 0 && *e.loss_pct <= 100)) {
-          return bad("loss_pct must be in (0, 100]");
-        }
-        f.loss_pct = *e.loss_pct;
-        if (f.peer) return bad("loss acts on the node's whole link: drop peer");
-        break;
-      case FaultKind::kBandwidth:
-        if (!e.rate_kbit || !(*e.rate_kbit >= 8 && *e.rate_kbit <= 1e8)) {
-          return bad("rate_kbit must be in [8, 1e8]");
-        }
-        f.rate_kbit = *e.rate_kbit;
-        if (e.via == "proxy") {
-          f.via_proxy = true;
-        } else if (!e.via.empty()) {
-          return bad("via must be \"proxy\" (or absent for tbf), got '" + e.via + "'");
-        }
-        if (f.peer && !f.via_proxy) {
-          return bad("tbf limits the node's whole link: drop peer, or use via = \"proxy\"");
-        }
-        break;
-      case FaultKind::kPartition:
-        break;
-    }
+    PHX_RETURN_IF_ERROR(ReadKindParameters(e, w, rounds, seconds, f));
     if (f.uses_proxy()) {
       if (f.peer && f.node.role == f.peer->role) {
         return bad("no TCP link between " + f.node.name() + " and " + f.peer->name() +
