@@ -1,13 +1,14 @@
 #pragma once
 // LocalLauncher: `phalanx launch local`. Starts 1 scheduler + S servers + W
 // workers as separate processes on this machine (the same binary with role
-// subcommands), shows a progress line, stops every child on Ctrl-C or when a
-// child fails, and writes the run folder: metrics.csv, summary.json,
-// training.png, config.toml and logs/. Applies the job's fault schedule
-// (launch/faults/fault_schedule.h): process faults by signals, behavioural ones by
-// per-process overrides, network faults in network namespaces (netns.h) and
-// through the TCP fault proxy (fault_proxy.h); faults.csv logs each event.
-// Runs on the caller's thread.
+// subcommands, through LocalNodeLauncher and the Supervisor), shows a progress
+// line (ProgressStream), stops every child on Ctrl-C or when a child fails,
+// and writes the run folder (training_report.h): metrics.csv, summary.json,
+// training.png, faults.csv, config.toml and logs/. Applies the job's fault
+// schedule (launch/faults/fault_schedule.h): process faults by signals,
+// behavioural ones by per-process overrides, network faults in network
+// namespaces (launch/faults/netns.h) and through the TCP fault proxy
+// (launch/faults/fault_proxy.h). Runs on the caller's thread.
 
 #include <atomic>
 #include <string>
