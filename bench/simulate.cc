@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "launch/sim_config.h"
-#include "launch/simulator.h"
+#include "launch/sim/sim_config.h"
+#include "launch/sim/simulator.h"
 #include "worker/dataset.h"
 #include "worker/model.h"
 

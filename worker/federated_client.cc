@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <thread>
 
 #include "common/federated_wire.h"
+#include "common/node_lines.h"
 #include "worker/trainer.h"
 
 namespace phalanx::worker {
@@ -126,20 +126,20 @@ Status FederatedWorker::Run(double* final_accuracy) {
     int64_t v = 0;
     PHX_ASSIGN_OR_RETURN(accuracy, Evaluate(&v));
     if (first_version < 0) first_version = v;
-    nlohmann::json j;
-    j["rank"] = o.rank;
-    j["round"] = v - first_version;
-    j["version"] = v;
-    j["wall"] = std::chrono::duration<double>(Clock::now() - start).count();
-    j["loss"] = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
-    j["test_accuracy"] = accuracy;
-    j["updates"] = pushed;
-    if (stale_n > 0) j["staleness_mean"] = stale_sum / static_cast<double>(stale_n);
+    ProgressLine line;
+    line.rank = o.rank;
+    line.round = v - first_version;
+    line.version = v;
+    line.wall = std::chrono::duration<double>(Clock::now() - start).count();
+    line.loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
+    line.test_accuracy = accuracy;
+    line.updates = pushed;
+    if (stale_n > 0) line.staleness_mean = stale_sum / static_cast<double>(stale_n);
     stale_sum = 0;
     stale_n = 0;
-    j["refused"] = refused;
-    if (last) j["final"] = true;
-    *progress_ << "PHX_PROGRESS " << j.dump() << std::endl;
+    line.refused = refused;
+    line.final = last;
+    *progress_ << FormatProgressLine(line) << std::endl;
     loss_sum_ = 0;
     loss_count_ = 0;
     return Status::Ok();

@@ -14,7 +14,7 @@
 // includes its update before it starts again; otherwise it restarts at once.
 //
 // Worker 0 also evaluates test accuracy every eval_every_s and prints
-// "PHX_PROGRESS {json}" lines: round (server version minus the first one it
+// PHX_PROGRESS lines (common/node_lines.h): round (server version minus the first one it
 // saw), version, wall seconds, mean local training loss, test_accuracy,
 // updates pushed. The launcher turns them into metrics.csv and its plot.
 //

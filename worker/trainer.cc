@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <thread>
+
+#include "common/node_lines.h"
 
 namespace phalanx::worker {
 
@@ -235,24 +236,24 @@ Status Trainer::Run(double* final_accuracy) {
     if ((step + 1) % options_.log_every == 0 || eval_now || last) {
       auto now = Clock::now();
       double dt = std::chrono::duration<double>(now - last_log).count();
-      nlohmann::json j;
-      j["rank"] = client_->rank();
-      j["round"] = step + 1;
-      j["version"] = dense_version;
-      j["loss"] = loss_sum / std::max(1, loss_count);
-      j["wall"] = std::chrono::duration<double>(now - start).count();
-      j["rows_per_s"] = dt > 0 ? static_cast<double>(rows_moved - rows_at_last_log) / dt : 0.0;
+      ProgressLine line;
+      line.rank = client_->rank();
+      line.round = step + 1;
+      line.version = dense_version;
+      line.loss = loss_sum / std::max(1, loss_count);
+      line.wall = std::chrono::duration<double>(now - start).count();
+      line.rows_per_s = dt > 0 ? static_cast<double>(rows_moved - rows_at_last_log) / dt : 0.0;
       if (eval_now) {
         // Evaluate on the model after this round closed.
         int64_t want = options_.synchronous ? dense_version + 1 : 0;
         auto acc = Evaluate(want);
         if (!acc.ok()) return acc.status().WithContext("evaluating");
         // Re-pulled rows shift the version we read; keep the training one.
-        j["test_accuracy"] = *acc;
+        line.test_accuracy = *acc;
         if (last && final_accuracy) *final_accuracy = *acc;
         if (options_.synchronous) dense_version = want - 1;
       }
-      *progress_ << "PHX_PROGRESS " << j.dump() << std::endl;
+      *progress_ << FormatProgressLine(line) << std::endl;
       loss_sum = 0;
       loss_count = 0;
       last_log = now;
@@ -283,12 +284,12 @@ Status Trainer::Run(double* final_accuracy) {
     int64_t want = options_.synchronous ? dense_version + 1 : 0;
     auto acc = Evaluate(want);
     if (!acc.ok()) return acc.status().WithContext("evaluating");
-    nlohmann::json j;
-    j["rank"] = client_->rank();
-    j["round"] = options_.rounds;
-    j["version"] = dense_version;
-    j["test_accuracy"] = *acc;
-    *progress_ << "PHX_PROGRESS " << j.dump() << std::endl;
+    ProgressLine line;
+    line.rank = client_->rank();
+    line.round = options_.rounds;
+    line.version = dense_version;
+    line.test_accuracy = *acc;
+    *progress_ << FormatProgressLine(line) << std::endl;
     if (final_accuracy) *final_accuracy = *acc;
   }
   return Status::Ok();

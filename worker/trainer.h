@@ -6,8 +6,8 @@
 // are answered at once and pushes carry the version they were computed from.
 // Worker 0 also evaluates test accuracy every eval_every steps.
 //
-// Progress goes to `progress` as one JSON object per line, prefixed with
-// "PHX_PROGRESS " (the launcher reads these); the final line is "PHX_RESULT ".
+// Progress goes to `progress` as PHX_PROGRESS lines (common/node_lines.h; the
+// launcher reads these); the caller prints the PHX_RESULT line.
 // Threading: runs on the caller's thread, which must own the Client.
 
 #include <cstdint>

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "aggregators/attacks.h"
-#include "launch/aggregate_case.h"
+#include "launch/cases/aggregate_case.h"
 
 namespace phalanx::launch {
 namespace {

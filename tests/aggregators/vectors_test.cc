@@ -17,7 +17,7 @@
 #include "aggregators/aggregator.h"
 #include "aggregators/gram.h"
 #include "aggregators/preaggregators.h"
-#include "launch/aggregate_case.h"
+#include "launch/cases/aggregate_case.h"
 
 namespace phalanx::aggregators {
 namespace {

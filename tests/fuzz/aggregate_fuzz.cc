@@ -1,4 +1,4 @@
-// Fuzz target: `phalanx aggregate` cases (launch/aggregate_case.h), JSON
+// Fuzz target: `phalanx aggregate` cases (launch/cases/aggregate_case.h), JSON
 // documents naming a rule, its parameters and the input vectors, run in the
 // direct and in the two-phase Gram form. Input: one flag byte (bit 0: Gram
 // form), then the JSON text. A refusal must carry a message.
@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "launch/aggregate_case.h"
+#include "launch/cases/aggregate_case.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

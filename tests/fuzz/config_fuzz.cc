@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
-#include "launch/experiment.h"
-#include "launch/sim_config.h"
+#include "launch/config/config.h"
+#include "launch/experiment/experiment.h"
+#include "launch/sim/sim_config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

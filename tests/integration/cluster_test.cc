@@ -24,6 +24,7 @@ using testutil::HttpGet;
 using testutil::Process;
 using testutil::ProcessCluster;
 using testutil::TempDir;
+using testutil::WaitForLine;
 
 std::string SpamPath() { return std::string(PHX_SOURCE_DIR) + "/data/spam-assassin/data"; }
 
@@ -137,17 +138,17 @@ TEST(ClusterTest, SyncRoundsSurviveAWorkerKilledWithSigkill) {
   Process& w1 = cluster.AddWorker(1);
   Process& w2 = cluster.AddWorker(2);
   // Let training get going, then kill worker 2 outright.
-  ASSERT_TRUE(w2.WaitFor("PHX_PROGRESS ", 120000).has_value());
+  ASSERT_TRUE(WaitForLine(w2, kProgressLinePrefix, ParseProgressLine, 120000).has_value());
   w2.Signal(SIGKILL);
   EXPECT_EQ(w2.Wait(10000), 128 + SIGKILL);
   // The others finish every round; worker 0 reports its final accuracy.
   EXPECT_EQ(w1.Wait(300000), 0);
   EXPECT_EQ(w0.Wait(300000), 0) << w0.output();
-  auto result = w0.output().find("PHX_RESULT ");
-  ASSERT_NE(result, std::string::npos);
-  auto j = nlohmann::json::parse(
-      w0.output().substr(result + 11, w0.output().find('\n', result) - result - 11));
-  EXPECT_GT(j["final_test_accuracy"].get<double>(), 0.7);
+  auto line = LastLineWithPrefix(w0.output(), kResultLinePrefix);
+  ASSERT_TRUE(line);
+  auto result = ParseResultLine(*line);
+  ASSERT_TRUE(result);
+  EXPECT_GT(result->final_test_accuracy, 0.7);
   EXPECT_NE(w0.output().find("\"round\":400"), std::string::npos);
   EXPECT_EQ(cluster.scheduler().Wait(30000), 0);
 }

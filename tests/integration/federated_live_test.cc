@@ -23,6 +23,7 @@ using testutil::Process;
 using testutil::ProcessCluster;
 using testutil::ReadAll;
 using testutil::TempDir;
+using testutil::WaitForLine;
 
 // Value of the first sample line starting with `name` (Prometheus text); -1 if absent.
 double Sample(const std::string& text, const std::string& name) {
@@ -49,9 +50,9 @@ TEST_P(FederatedLiveTest, ClientsLearnAndStalenessIsRecorded) {
   cluster.AddWorker(2);
   // Mid-run, after a few evaluations: both shards have taken steps and
   // recorded the staleness of what they accepted.
-  std::optional<std::string> line;
+  std::optional<ProgressLine> line;
   for (int i = 0; i < 4; ++i) {
-    line = w0.WaitFor("PHX_PROGRESS ", 60000);
+    line = WaitForLine(w0, kProgressLinePrefix, ParseProgressLine, 60000);
     ASSERT_TRUE(line) << w0.output() << ReadAll(cluster.dir() / "worker-0.log");
   }
   auto status = cluster.SchedulerStatus();
@@ -67,11 +68,10 @@ TEST_P(FederatedLiveTest, ClientsLearnAndStalenessIsRecorded) {
     EXPECT_GT(Sample(metrics, "phalanx_federated_staleness_sum"), 0) << metrics;
   }
   EXPECT_EQ(servers, 2) << status.dump();
-  auto result = w0.WaitFor("PHX_RESULT ", 60000);
+  auto result = WaitForLine(w0, kResultLinePrefix, ParseResultLine, 60000);
   ASSERT_TRUE(result) << w0.output() << ReadAll(cluster.dir() / "worker-0.log");
-  auto j = nlohmann::json::parse(*result);
   // Chance is 0.1; a few seconds of non-IID clients get well past it.
-  EXPECT_GT(j["final_test_accuracy"].get<double>(), 0.5) << w0.output();
+  EXPECT_GT(result->final_test_accuracy, 0.5) << w0.output();
   EXPECT_EQ(w0.Wait(30000), 0) << ReadAll(cluster.dir() / "worker-0.log");
   EXPECT_EQ(cluster.scheduler().Wait(30000), 0);
 }

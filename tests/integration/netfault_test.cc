@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "launch/local_launcher.h"
-#include "launch/netns.h"
+#include "launch/cluster/local_launcher.h"
+#include "launch/faults/netns.h"
 
 namespace phalanx::launch {
 namespace {

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 using testutil::Process;
 using testutil::ProcessCluster;
 using testutil::ReadAll;
+using testutil::WaitForLine;
 
 std::vector<std::string> Sets(const fs::path& ckpt, int rounds) {
   return {"train.rounds=" + std::to_string(rounds),
@@ -40,20 +41,17 @@ std::vector<std::string> Sets(const fs::path& ckpt, int rounds) {
 bool WaitForRound(Process& p, int round, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    auto line = p.WaitFor("PHX_PROGRESS ", timeout_ms);
+    auto line = WaitForLine(p, kProgressLinePrefix, ParseProgressLine, timeout_ms);
     if (!line) return false;
-    auto j = nlohmann::json::parse(*line, nullptr, false);
-    if (!j.is_discarded() && j.value("round", 0) >= round) return true;
+    if (line->round >= round) return true;
   }
   return false;
 }
 
 double FinalAccuracy(const Process& p) {
-  auto pos = p.output().find("PHX_RESULT ");
-  if (pos == std::string::npos) return -1;
-  auto end = p.output().find('\n', pos);
-  auto j = nlohmann::json::parse(p.output().substr(pos + 11, end - pos - 11), nullptr, false);
-  return j.is_discarded() ? -1 : j.value("final_test_accuracy", -1.0);
+  auto line = LastLineWithPrefix(p.output(), kResultLinePrefix);
+  auto result = line ? ParseResultLine(*line) : std::nullopt;
+  return result ? result->final_test_accuracy : -1;
 }
 
 // Waits until the scheduler's /status says `role` rank `rank` is (not) alive.
@@ -169,14 +167,14 @@ TEST(RecoveryTest, RunSurvivesASchedulerRestart) {
   Process sched;
   fs::path log = c.dir() / "scheduler-restarted.log";
   ASSERT_TRUE(sched.Start(c.Args({"scheduler", "--port", port}), log.string()));
-  auto http = sched.WaitFor("PHX_HTTP ", 20000);
+  auto http = WaitForLine(sched, kHttpLinePrefix, ParseHttpLine, 20000);
   ASSERT_TRUE(http.has_value()) << ReadAll(log);
   // Every node re-registers with its rank: the view is rebuilt, with epochs
   // continuing the old scheduler's.
   nlohmann::json status;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
-    status = nlohmann::json::parse(testutil::HttpGet(std::stoi(*http), "/status"), nullptr, false);
+    status = nlohmann::json::parse(testutil::HttpGet(*http, "/status"), nullptr, false);
     if (!status.is_discarded() && status.value("formed", false)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -1,4 +1,4 @@
-#include "launch/experiment.h"
+#include "launch/experiment/experiment.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

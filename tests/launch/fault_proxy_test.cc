@@ -2,7 +2,7 @@
 // order, delays are at least what was configured (a lower bound, so a loaded
 // machine cannot make it fail), and resets reach the client.
 
-#include "launch/fault_proxy.h"
+#include "launch/faults/fault_proxy.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "launch/fault_schedule.h"
+#include "launch/faults/fault_schedule.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "launch/experiment.h"
+#include "launch/experiment/experiment.h"
 
 namespace phalanx::launch {
 namespace {

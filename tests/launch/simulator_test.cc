@@ -1,8 +1,8 @@
-// The federated simulator (launch/simulator.h) on real Fashion-MNIST:
+// The federated simulator (launch/sim/simulator.h) on real Fashion-MNIST:
 // determinism across thread counts, the FedFix/sync equivalence through the
 // whole loop, lazy client memory, bad configs, non-finite clients.
 
-#include "launch/simulator.h"
+#include "launch/sim/simulator.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "launch/sim_config.h"
+#include "launch/sim/sim_config.h"
 #include "worker/dataset.h"
 #include "worker/partition.h"
 

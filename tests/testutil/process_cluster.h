@@ -8,14 +8,28 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/node_lines.h"
 #include "tests/testutil/process.h"
 
 namespace phalanx::testutil {
 
 inline std::string Config(const std::string& name) {
   return std::string(PHX_SOURCE_DIR) + "/launch/configs/" + name + ".toml";
+}
+
+// The next line of `p` that starts with `prefix` (a common/node_lines.h
+// kind), parsed with `parse`; nullopt on timeout, at EOF or when it does not
+// parse.
+template <typename Parse>
+auto WaitForLine(Process& p, std::string_view prefix, Parse parse, int timeout_ms) {
+  using Parsed = decltype(parse(std::string_view{}));
+  std::string head(prefix);
+  auto rest = p.WaitFor(head, timeout_ms);
+  if (!rest) return Parsed{};
+  return parse(head + *rest);
 }
 
 inline std::filesystem::path TempDir(const std::string& name) {
@@ -34,9 +48,9 @@ class ProcessCluster {
     sets_.push_back("cluster.servers=" + std::to_string(servers));
     sets_.push_back("cluster.workers=" + std::to_string(workers));
     scheduler_.Start(Args({"scheduler", "--port", "0"}), (dir_ / "scheduler.log").string());
-    auto http = scheduler_.WaitFor("PHX_HTTP ", 20000);
-    auto ep = scheduler_.WaitFor("PHX_ENDPOINT ", 20000);
-    if (http) scheduler_http_ = std::stoi(*http);
+    auto http = WaitForLine(scheduler_, kHttpLinePrefix, ParseHttpLine, 20000);
+    auto ep = WaitForLine(scheduler_, kEndpointLinePrefix, ParseEndpointLine, 20000);
+    if (http) scheduler_http_ = *http;
     if (ep) endpoint_ = *ep;
     for (int s = 0; s < servers; ++s) {
       servers_.push_back(std::make_unique<Process>());

@@ -1,0 +1,244 @@
+#include "launch/cluster/local_launcher.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "common/node_lines.h"
+#include "launch/cli/federated_live.h"
+#include "launch/cluster/internal/fault_runner.h"
+#include "launch/cluster/node_launcher.h"
+#include "launch/cluster/progress_stream.h"
+#include "launch/cluster/supervisor.h"
+#include "launch/cluster/training_report.h"
+#include "launch/faults/fault_schedule.h"
+
+namespace phalanx::launch {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using internal::FaultRunner;
+
+// One `phalanx launch local` run: the nodes, the faults applied to them and
+// what their output says.
+class LocalRun {
+ public:
+  LocalRun(const LaunchOptions& options, JobConfig config, FaultSchedule schedule,
+           const std::atomic<bool>* stop)
+      : options_(options),
+        config_(std::move(config)),
+        stop_(stop),
+        logs_((fs::path(options.out_dir) / "logs").string()),
+        start_(Clock::now()),
+        faults_(config_, std::move(schedule), start_),
+        nodes_(MakeLocalNodeLauncher()) {
+    common_ = {"--config", options.config_path};
+    for (const auto& o : options.overrides) {
+      common_.push_back("--set");
+      common_.push_back(o);
+    }
+  }
+
+  Result<LaunchResult> Run() {
+    PHX_RETURN_IF_ERROR(faults_.Prepare(options_.require_network_faults));
+    if (Status s = StartCluster(); !s.ok()) {
+      nodes_.StopAll();
+      return s;
+    }
+    if (!options_.quiet) {
+      std::printf("phalanx: %s, %d servers, %d workers, %s, aggregator %s; logs in %s\n",
+                  config_.model.kind.c_str(), config_.cluster.servers, config_.cluster.workers,
+                  config_.cluster.mode.c_str(), config_.aggregator.name.c_str(), logs_.c_str());
+      std::fflush(stdout);
+    }
+    PHX_RETURN_IF_ERROR(Watch());
+    if (!options_.quiet) progress_.Finish(stdout);
+    return Report();
+  }
+
+ private:
+  // Every process: the binary, its role arguments, the shared config, then
+  // its own overrides (address in its namespace, behavioural faults).
+  NodeSpec Spec(const NodeRef& node, std::vector<std::string> head, bool capture) const {
+    head.insert(head.begin(), options_.self_exe);
+    head.insert(head.end(), common_.begin(), common_.end());
+    NodeSpec spec;
+    spec.role = node.role;
+    spec.rank = node.rank;
+    spec.name = node.name();
+    spec.argv = faults_.Command(node, head);
+    spec.log_path = logs_ + "/" + node.name() + ".log";
+    spec.capture_stdout = capture;
+    return spec;
+  }
+
+  Status Interrupted() const {
+    return stop_ && stop_->load() ? Cancelled("interrupted") : Status::Ok();
+  }
+
+  // The first node that exited while the cluster was starting, if any.
+  Status ExitedAtStart() const {
+    for (int id = 0; id < nodes_.size(); ++id) {
+      NodeExit e = nodes_.Exit({id});
+      if (!e.exited) continue;
+      const NodeSpec& s = nodes_.spec({id});
+      return Internal(s.name + " exited at start (" + e.Describe() + "):\n" +
+                      Supervisor::Tail(s.log_path, 10));
+    }
+    return Status::Ok();
+  }
+
+  // Scheduler first: it prints the endpoint it bound.
+  Result<std::string> StartScheduler() {
+    PHX_RETURN_IF_ERROR(
+        nodes_.Start(Spec({Role::kScheduler, 0}, {"scheduler", "--port", "0"}, true)));
+    std::optional<std::string> endpoint;
+    while (!endpoint) {
+      std::vector<NodeOutput> lines;
+      nodes_.Poll(200, &lines);
+      for (const auto& l : lines) {
+        if (auto ep = ParseEndpointLine(l.line)) endpoint = ep;
+      }
+      if (endpoint) break;
+      PHX_RETURN_IF_ERROR(ExitedAtStart());
+      if (Clock::now() - start_ > std::chrono::seconds(30)) {
+        return DeadlineExceeded("scheduler did not report its endpoint");
+      }
+      PHX_RETURN_IF_ERROR(Interrupted());
+    }
+    // A restarted scheduler binds the same port, so nodes (and proxy routes)
+    // find it where it was.
+    nodes_.PinSchedulerPort(internal::SplitEndpoint(*endpoint).second);
+    return *endpoint;
+  }
+
+  // Worker -> server links through the proxy: learn the servers' data ports
+  // before any worker connects.
+  Status RouteServerLinks() {
+    std::map<int, std::pair<std::string, int>> servers;
+    while (static_cast<int>(servers.size()) < config_.cluster.servers) {
+      for (int r = 0; r < config_.cluster.servers; ++r) {
+        if (servers.count(r)) continue;
+        NodeRef node{Role::kServer, r};
+        if (int port = faults_.FindDataPort(node); port > 0) {
+          servers[r] = {faults_.host_of(node.name()), port};
+        }
+      }
+      std::vector<NodeOutput> ignored;
+      nodes_.Poll(100, &ignored);
+      PHX_RETURN_IF_ERROR(ExitedAtStart());
+      if (Clock::now() - start_ > std::chrono::seconds(60)) {
+        return DeadlineExceeded("servers did not open their ports within 60 s");
+      }
+      PHX_RETURN_IF_ERROR(Interrupted());
+    }
+    return faults_.RouteServerLinks(servers);
+  }
+
+  Status StartCluster() {
+    PHX_ASSIGN_OR_RETURN(std::string endpoint, StartScheduler());
+    for (int s = 0; s < config_.cluster.servers; ++s) {
+      NodeRef node{Role::kServer, s};
+      PHX_ASSIGN_OR_RETURN(std::string ep, faults_.SchedulerEndpointFor(node, endpoint));
+      PHX_RETURN_IF_ERROR(nodes_.Start(
+          Spec(node, {"server", "--scheduler", ep, "--rank", std::to_string(s)}, false)));
+    }
+    if (faults_.needs_server_ports()) PHX_RETURN_IF_ERROR(RouteServerLinks());
+    for (int w = 0; w < config_.cluster.workers; ++w) {
+      NodeRef node{Role::kWorker, w};
+      PHX_ASSIGN_OR_RETURN(std::string ep, faults_.SchedulerEndpointFor(node, endpoint));
+      PHX_RETURN_IF_ERROR(nodes_.Start(
+          Spec(node, {"worker", "--scheduler", ep, "--rank", std::to_string(w)}, true)));
+    }
+    return Status::Ok();
+  }
+
+  // Until every node is done: progress, faults, failures.
+  Status Watch() {
+    while (true) {
+      if (stop_ && stop_->load()) {
+        nodes_.StopAll();
+        return Cancelled("interrupted; stopped every process");
+      }
+      std::vector<NodeOutput> lines;
+      nodes_.Poll(100, &lines);
+      for (const auto& l : lines) progress_.Consume(l.line);
+      faults_.Tick(progress_.last_round(), nodes_);
+      // A failed node stops the job, except workers when failures are tolerated.
+      if (auto failure = nodes_.JobFailure(config_.cluster.tolerate_worker_failures)) {
+        nodes_.StopAll();
+        return *failure;
+      }
+      bool all_done = !faults_.restarts_pending() && nodes_.AllExited();
+      if (!all_done && !faults_.restarts_pending()) all_done = nodes_.StopServicesLeftAlone();
+      if (!options_.quiet) progress_.MaybePrint(stdout, config_.train.rounds, start_);
+      if (all_done) return Status::Ok();
+    }
+  }
+
+  Result<LaunchResult> Report() {
+    LaunchResult res;
+    res.final_test_accuracy = progress_.final_accuracy();
+    res.rounds = progress_.last_round();
+    res.wall_seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    faults_.Finish();
+    res.faults = faults_.log();
+    // Replacement servers say what their snapshot missed.
+    for (const auto& r : nodes_.RestoredLines()) {
+      if (r.restored_round < 0) continue;
+      res.updates_lost = std::max<int64_t>(res.updates_lost, 0) + r.updates_lost;
+    }
+    WriteTrainingReport({&config_, &options_, &progress_, &res, nodes_.FailedWorkers()});
+    if (res.final_test_accuracy < 0) {
+      return Internal("training finished without a final accuracy; see " + logs_ + "/worker-0.log");
+    }
+    return res;
+  }
+
+  const LaunchOptions& options_;
+  const JobConfig config_;
+  const std::atomic<bool>* stop_;
+  const std::string logs_;
+  std::vector<std::string> common_;  // --config and --set arguments of every node
+  Clock::time_point start_;
+  FaultRunner faults_;
+  Supervisor nodes_;
+  ProgressStream progress_;
+};
+
+// The run folder: logs/ and a copy of the config with its overrides.
+Status PrepareRunFolder(const LaunchOptions& options) {
+  std::error_code ec;
+  fs::create_directories(fs::path(options.out_dir) / "logs", ec);
+  if (ec) {
+    return Unavailable("cannot create output folder " + options.out_dir + ": " + ec.message());
+  }
+  std::ifstream in(options.config_path);
+  std::ofstream out(fs::path(options.out_dir) / "config.toml");
+  out << in.rdbuf();
+  for (const auto& o : options.overrides) out << "# --set " << o << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic<bool>* stop) {
+  PHX_ASSIGN_OR_RETURN(JobConfig config, LoadConfig(options.config_path, options.overrides));
+  PHX_RETURN_IF_ERROR(ValidateFederatedJob(config));  // before any process starts
+  PHX_ASSIGN_OR_RETURN(FaultSchedule schedule, BuildFaultSchedule(config));
+  // Fail early, before any process starts, when the data is missing.
+  if (config.data.dataset != "libsvm" && !fs::exists(config.data.path)) {
+    return NotFound("data set folder '" + config.data.path + "' not found; run scripts/setup.sh");
+  }
+  PHX_RETURN_IF_ERROR(PrepareRunFolder(options));
+  LocalRun run(options, std::move(config), std::move(schedule), stop);
+  return run.Run();
+}
+
+}  // namespace phalanx::launch

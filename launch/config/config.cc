@@ -1,0 +1,417 @@
+#include "launch/config/config.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "launch/config/toml_section.h"
+
+namespace phalanx {
+namespace {
+
+Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig* o) {
+  TomlSection r(root[name].as_table(), name);
+  r.Read("kind", &o->kind);
+  r.Read("learning_rate", &o->learning_rate);
+  r.Read("momentum", &o->momentum);
+  r.Read("beta1", &o->beta1);
+  r.Read("beta2", &o->beta2);
+  r.Read("epsilon", &o->epsilon);
+  r.Read("weight_decay", &o->weight_decay);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  std::string where = std::string(name) + ".";
+  if (o->kind != "sgd" && o->kind != "adagrad" && o->kind != "adam") {
+    return InvalidArgument(where + "kind must be sgd, adagrad or adam, got '" + o->kind + "'");
+  }
+  if (!(o->learning_rate > 0) || !std::isfinite(o->learning_rate)) {
+    return InvalidArgument(where + "learning_rate must be a positive number");
+  }
+  if (o->momentum < 0 || o->momentum >= 1)
+    return InvalidArgument(where + "momentum must be in [0, 1)");
+  if (o->beta1 < 0 || o->beta1 >= 1 || o->beta2 < 0 || o->beta2 >= 1) {
+    return InvalidArgument(where + "beta1 and beta2 must be in [0, 1)");
+  }
+  if (!(o->epsilon > 0)) return InvalidArgument(where + "epsilon must be positive");
+  if (o->weight_decay < 0) return InvalidArgument(where + "weight_decay must not be negative");
+  return Status::Ok();
+}
+
+Status Validate(const JobConfig& c) {
+  const auto& cl = c.cluster;
+  if (cl.servers < 1 || cl.servers > 256)
+    return InvalidArgument("cluster.servers must be in [1, 256]");
+  if (cl.workers < 1 || cl.workers > 4096)
+    return InvalidArgument("cluster.workers must be in [1, 4096]");
+  if (cl.mode != "sync" && cl.mode != "async" && cl.mode != "federated") {
+    return InvalidArgument("cluster.mode must be sync, async or federated, got '" + cl.mode + "'");
+  }
+  if (cl.num_slots < static_cast<uint32_t>(cl.servers) || cl.num_slots > (1u << 20)) {
+    return InvalidArgument("cluster.num_slots must be in [servers, 2^20]");
+  }
+  if (cl.heartbeat_ms <= 0 || cl.heartbeat_timeout_ms <= cl.heartbeat_ms) {
+    return InvalidArgument("cluster.heartbeat_timeout_ms must exceed cluster.heartbeat_ms > 0");
+  }
+  if (cl.register_timeout_ms <= 0 || cl.round_timeout_ms <= 0 || cl.request_timeout_ms <= 0 ||
+      cl.formation_timeout_ms <= 0) {
+    return InvalidArgument("cluster timeouts must be positive");
+  }
+  if (cl.checksum != "auto" && cl.checksum != "always" && cl.checksum != "never") {
+    return InvalidArgument("cluster.checksum must be auto, always or never, got '" + cl.checksum +
+                           "'");
+  }
+  if (cl.max_part_bytes < 0) {
+    return InvalidArgument("cluster.max_part_bytes must be >= 0 (0: never split requests)");
+  }
+  const auto& d = c.data;
+  if (d.dataset != "fashion-mnist" && d.dataset != "spam-assassin" && d.dataset != "libsvm") {
+    return InvalidArgument("data.dataset must be fashion-mnist, spam-assassin or libsvm, got '" +
+                           d.dataset + "'");
+  }
+  if (d.partition != "iid" && d.partition != "dirichlet") {
+    return InvalidArgument("data.partition must be iid or dirichlet, got '" + d.partition + "'");
+  }
+  if (!(d.dirichlet_alpha > 0) || !std::isfinite(d.dirichlet_alpha)) {
+    return InvalidArgument("data.dirichlet_alpha must be a positive number");
+  }
+  if (!(d.test_fraction > 0 && d.test_fraction < 1)) {
+    return InvalidArgument("data.test_fraction must be in (0, 1)");
+  }
+  if (d.max_train < 0 || d.max_test < 0) return InvalidArgument("data.max_train/max_test >= 0");
+  const auto& m = c.model;
+  if (m.kind != "softmax" && m.kind != "mlp" && m.kind != "embedding-bag") {
+    return InvalidArgument("model.kind must be softmax, mlp or embedding-bag, got '" + m.kind +
+                           "'");
+  }
+  if (m.hidden < 1 || m.hidden > 65536)
+    return InvalidArgument("model.hidden must be in [1, 65536]");
+  if (m.embedding_dim < 1 || m.embedding_dim > 4096) {
+    return InvalidArgument("model.embedding_dim must be in [1, 4096]");
+  }
+  if (m.l2 < 0) return InvalidArgument("model.l2 must not be negative");
+  if ((m.kind == "embedding-bag") != (d.dataset != "fashion-mnist")) {
+    if (m.kind == "embedding-bag" && d.dataset == "fashion-mnist") {
+      return InvalidArgument(
+          "model.kind embedding-bag needs a sparse data set (spam-assassin, libsvm)");
+    }
+    if (d.dataset == "spam-assassin") {
+      return InvalidArgument("data.dataset spam-assassin needs model.kind = embedding-bag");
+    }
+  }
+  const auto& t = c.train;
+  if (t.rounds < 1) return InvalidArgument("train.rounds must be >= 1");
+  if (t.batch_size < 1 || t.batch_size > 1 << 20)
+    return InvalidArgument("train.batch_size must be >= 1");
+  if (t.eval_every < 1 || t.log_every < 1)
+    return InvalidArgument("train.eval_every/log_every >= 1");
+  if (c.tables.dense_row_dim < 1 || c.tables.dense_row_dim > 65536) {
+    return InvalidArgument("tables.dense_row_dim must be in [1, 65536]");
+  }
+  if (!(c.tables.dense_init_scale >= 0) || !(c.tables.embedding_init_scale >= 0)) {
+    return InvalidArgument("tables init scales must not be negative");
+  }
+  if (c.aggregator.f < 0) return InvalidArgument("aggregator.f must not be negative");
+  if (c.train.momentum < 0 || c.train.momentum >= 1) {
+    return InvalidArgument("train.momentum must be in [0, 1)");
+  }
+  {
+    static const std::set<std::string> kAttacks = {
+        "none",  "random",   "sign-flip", "gaussian",   "alie", "foe", "ipm",
+        "mimic", "alie-opt", "ipm-opt",   "label-flip", "nan",  "inf"};
+    if (!kAttacks.count(c.byzantine.attack)) {
+      return InvalidArgument(
+          "byzantine.attack must be one of none, random, sign-flip, gaussian, alie, foe, ipm, "
+          "mimic, alie-opt, ipm-opt, label-flip, nan, inf; got '" +
+          c.byzantine.attack + "'");
+    }
+    if (c.byzantine.mimic_target < 0) {
+      return InvalidArgument("byzantine.mimic_target must not be negative");
+    }
+    if (c.byzantine.line_search_evals < 1 || c.byzantine.line_search_evals > 1000) {
+      return InvalidArgument("byzantine.line_search_evals must be in [1, 1000]");
+    }
+  }
+  if (c.byzantine.count < 0 || c.byzantine.count >= c.cluster.workers) {
+    return InvalidArgument("byzantine.count must be in [0, cluster.workers)");
+  }
+  for (int r : c.byzantine.ranks) {
+    if (r >= c.cluster.workers) return InvalidArgument("byzantine.ranks names a rank >= workers");
+  }
+  if (c.aggregator.name.empty()) return InvalidArgument("aggregator.name must not be empty");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
+    return InvalidArgument(os.str());
+  }
+  for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyTomlOverride(root, o));
+
+  static const std::set<std::string> kSections = {
+      "cluster", "data",       "model",     "train",      "optimizer", "embedding_optimizer",
+      "tables",  "aggregator", "byzantine", "checkpoint", "federated"};
+  for (const auto& [k, node] : root) {
+    std::string key(k.str());
+    if (key == "faults") continue;  // [[faults]]: an array of tables, read below
+    if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
+    if (!node.is_table()) return InvalidArgument("config section '" + key + "' must be a table");
+  }
+
+  JobConfig c;
+  {
+    TomlSection r(root["cluster"].as_table(), "cluster");
+    auto& x = c.cluster;
+    r.Read("servers", &x.servers);
+    r.Read("workers", &x.workers);
+    r.Read("mode", &x.mode);
+    r.Read("host", &x.host);
+    r.Read("num_slots", &x.num_slots);
+    r.Read("heartbeat_ms", &x.heartbeat_ms);
+    r.Read("heartbeat_timeout_ms", &x.heartbeat_timeout_ms);
+    r.Read("register_timeout_ms", &x.register_timeout_ms);
+    r.Read("formation_timeout_ms", &x.formation_timeout_ms);
+    r.Read("round_timeout_ms", &x.round_timeout_ms);
+    r.Read("request_timeout_ms", &x.request_timeout_ms);
+    r.Read("tolerate_worker_failures", &x.tolerate_worker_failures);
+    r.Read("http", &x.http);
+    r.Read("checksum", &x.checksum);
+    r.Read("max_part_bytes", &x.max_part_bytes);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    TomlSection r(root["data"].as_table(), "data");
+    auto& x = c.data;
+    r.Read("dataset", &x.dataset);
+    r.Read("path", &x.path);
+    r.Read("test_path", &x.test_path);
+    r.Read("seed", &x.seed);
+    r.Read("test_fraction", &x.test_fraction);
+    r.Read("max_train", &x.max_train);
+    r.Read("max_test", &x.max_test);
+    r.Read("partition", &x.partition);
+    r.Read("dirichlet_alpha", &x.dirichlet_alpha);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    TomlSection r(root["model"].as_table(), "model");
+    auto& x = c.model;
+    r.Read("kind", &x.kind);
+    r.Read("hidden", &x.hidden);
+    r.Read("embedding_dim", &x.embedding_dim);
+    r.Read("l2", &x.l2);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    TomlSection r(root["train"].as_table(), "train");
+    auto& x = c.train;
+    r.Read("rounds", &x.rounds);
+    r.Read("batch_size", &x.batch_size);
+    r.Read("eval_every", &x.eval_every);
+    r.Read("log_every", &x.log_every);
+    r.Read("seed", &x.seed);
+    r.Read("momentum", &x.momentum);
+    r.Read("step_delay_ms", &x.step_delay_ms);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
+  c.embedding_optimizer = c.optimizer;
+  if (root["embedding_optimizer"].as_table()) {
+    c.has_embedding_optimizer = true;
+    PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer));
+  }
+  {
+    TomlSection r(root["tables"].as_table(), "tables");
+    auto& x = c.tables;
+    r.Read("dense_row_dim", &x.dense_row_dim);
+    r.Read("dense_init_scale", &x.dense_init_scale);
+    r.Read("embedding_init_scale", &x.embedding_init_scale);
+    r.Read("seed", &x.seed);
+    r.Read("parallel_min_update", &x.parallel_min_update);
+    r.Read("parallel_min_lookup", &x.parallel_min_lookup);
+    PHX_RETURN_IF_ERROR(r.Finish());
+    if (x.parallel_min_update < 1 || x.parallel_min_lookup < 1) {
+      return InvalidArgument(
+          "tables.parallel_min_update and tables.parallel_min_lookup must be >= 1 (keys per call)");
+    }
+  }
+  {
+    TomlSection r(root["aggregator"].as_table(), "aggregator");
+    auto& x = c.aggregator;
+    r.Read("name", &x.name);
+    r.Read("f", &x.f);
+    r.ReadRemainingNumbers(&x.params);
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  {
+    const toml::table* bt = root["byzantine"].as_table();
+    TomlSection r(bt, "byzantine");
+    auto& x = c.byzantine;
+    r.Read("count", &x.count);
+    r.Read("attack", &x.attack);
+    r.Read("from_round", &x.from_round);
+    r.Read("scale", &x.scale);
+    r.Read("sigma", &x.sigma);
+    r.Read("tau", &x.tau);
+    r.Read("estimate_batches", &x.estimate_batches);
+    r.Read("omniscient", &x.omniscient);
+    r.Read("mimic_target", &x.mimic_target);
+    r.Read("line_search_evals", &x.line_search_evals);
+    if (bt) {
+      if (const toml::node* ranks = bt->get("ranks")) {
+        const toml::array* arr = ranks->as_array();
+        if (!arr) return InvalidArgument("byzantine.ranks must be an array of integers");
+        for (const auto& e : *arr) {
+          auto v = e.value<int64_t>();
+          if (!v || *v < 0) return InvalidArgument("byzantine.ranks must hold ranks >= 0");
+          x.ranks.push_back(static_cast<int>(*v));
+        }
+        r.MarkUsed("ranks");
+      }
+    }
+    PHX_RETURN_IF_ERROR(r.Finish());
+  }
+  if (const toml::node* faults = root.get("faults")) {
+    const toml::array* arr = faults->as_array();
+    if (!arr) return InvalidArgument("faults must be an array of tables: write [[faults]] entries");
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::table* t = arr->get(i)->as_table();
+      std::string name = "faults[" + std::to_string(i) + "]";
+      if (!t) return InvalidArgument(name + " must be a table");
+      TomlSection r(t, name);
+      FaultConfig f;
+      auto opt = [&](const char* key, auto* out) {
+        if (!t->get(key)) return;
+        typename std::remove_reference_t<decltype(*out)>::value_type v{};
+        r.Read(key, &v);
+        *out = v;
+      };
+      r.Read("kind", &f.kind);
+      r.Read("node", &f.node);
+      r.Read("peer", &f.peer);
+      opt("at_round", &f.at_round);
+      opt("until_round", &f.until_round);
+      opt("at_s", &f.at_s);
+      opt("until_s", &f.until_s);
+      r.Read("attack", &f.attack);
+      opt("restart_after_s", &f.restart_after_s);
+      opt("step_delay_ms", &f.step_delay_ms);
+      opt("delay_ms", &f.delay_ms);
+      opt("jitter_ms", &f.jitter_ms);
+      opt("loss_pct", &f.loss_pct);
+      opt("rate_kbit", &f.rate_kbit);
+      r.Read("direction", &f.direction);
+      r.Read("via", &f.via);
+      PHX_RETURN_IF_ERROR(r.Finish());
+      c.faults.push_back(f);
+    }
+  }
+  if (c.train.step_delay_ms < 0 || c.train.step_delay_ms > 600000) {
+    return InvalidArgument("train.step_delay_ms must be in [0, 600000]");
+  }
+  {
+    TomlSection r(root["checkpoint"].as_table(), "checkpoint");
+    auto& x = c.checkpoint;
+    r.Read("dir", &x.dir);
+    r.Read("every_rounds", &x.every_rounds);
+    r.Read("every_seconds", &x.every_seconds);
+    r.Read("keep", &x.keep);
+    PHX_RETURN_IF_ERROR(r.Finish());
+    if (x.every_rounds < 0) return InvalidArgument("checkpoint.every_rounds must not be negative");
+    if (!(x.every_seconds >= 0) || !std::isfinite(x.every_seconds)) {
+      return InvalidArgument("checkpoint.every_seconds must be a number >= 0");
+    }
+    if (x.keep < 1) return InvalidArgument("checkpoint.keep must be >= 1");
+    if (!x.dir.empty() && x.every_rounds == 0 && x.every_seconds == 0) {
+      return InvalidArgument(
+          "checkpoint.dir is set but neither checkpoint.every_rounds nor "
+          "checkpoint.every_seconds is");
+    }
+  }
+  {
+    TomlSection r(root["federated"].as_table(), "federated");
+    auto& x = c.federated;
+    r.Read("algorithm", &x.algorithm);
+    r.Read("server_lr", &x.server_lr);
+    r.Read("weights", &x.weights);
+    r.Read("buffer_size", &x.buffer_size);
+    r.Read("window", &x.window);
+    r.Read("mix_alpha", &x.mix_alpha);
+    r.Read("staleness", &x.staleness);
+    r.Read("staleness_a", &x.staleness_a);
+    r.Read("staleness_b", &x.staleness_b);
+    r.Read("max_staleness", &x.max_staleness);
+    r.Read("redispatch", &x.redispatch);
+    r.Read("rule", &x.rule);
+    r.Read("f", &x.f);
+    r.Read("clients", &x.clients);
+    r.Read("local_steps", &x.local_steps);
+    r.Read("batch_size", &x.batch_size);
+    r.Read("learning_rate", &x.learning_rate);
+    r.Read("partition", &x.partition);
+    r.Read("alpha", &x.alpha);
+    r.Read("partition_seed", &x.partition_seed);
+    r.Read("samples_per_client", &x.samples_per_client);
+    r.Read("speed", &x.speed);
+    r.Read("time_unit_ms", &x.time_unit_ms);
+    r.Read("duration_s", &x.duration_s);
+    r.Read("eval_every_s", &x.eval_every_s);
+    PHX_RETURN_IF_ERROR(r.Finish());
+    // Ranges only; algorithm names and combinations: launch/cli/federated_live.h.
+    if (x.clients < 1) return InvalidArgument("federated.clients must be >= 1");
+    if (x.local_steps < 1) return InvalidArgument("federated.local_steps must be >= 1");
+    if (x.batch_size < 1) return InvalidArgument("federated.batch_size must be >= 1");
+    if (!(x.learning_rate > 0) || !std::isfinite(x.learning_rate)) {
+      return InvalidArgument("federated.learning_rate must be a positive number");
+    }
+    if (!(x.alpha > 0) || !std::isfinite(x.alpha)) {
+      return InvalidArgument("federated.alpha (Dirichlet concentration) must be > 0");
+    }
+    if (x.samples_per_client < 0) return InvalidArgument("federated.samples_per_client >= 0");
+    if (!(x.time_unit_ms > 0) || !std::isfinite(x.time_unit_ms)) {
+      return InvalidArgument("federated.time_unit_ms must be > 0");
+    }
+    if (!(x.duration_s > 0) || !std::isfinite(x.duration_s)) {
+      return InvalidArgument("federated.duration_s must be > 0");
+    }
+    if (!(x.eval_every_s > 0) || !std::isfinite(x.eval_every_s)) {
+      return InvalidArgument("federated.eval_every_s must be > 0");
+    }
+  }
+  if (c.data.path.empty()) {
+    if (c.data.dataset == "fashion-mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
+    if (c.data.dataset == "spam-assassin") c.data.path = "data/spam-assassin/data";
+  }
+  PHX_RETURN_IF_ERROR(Validate(c));
+  return c;
+}
+
+std::vector<int> ByzantineRanks(const JobConfig& config) {
+  const auto& bz = config.byzantine;
+  if (!bz.ranks.empty()) return bz.ranks;
+  std::vector<int> ranks;
+  for (int r = std::max(0, config.cluster.workers - bz.count); r < config.cluster.workers; ++r) {
+    ranks.push_back(r);
+  }
+  return ranks;
+}
+
+Result<JobConfig> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open config file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto r = ParseConfig(ss.str(), overrides);
+  if (!r.ok()) return r.status().WithContext(path);
+  r->source = path;
+  return r;
+}
+
+}  // namespace phalanx

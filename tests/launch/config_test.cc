@@ -1,0 +1,100 @@
+#include "launch/config/config.h"
+
+#include <gtest/gtest.h>
+
+namespace phalanx {
+namespace {
+
+TEST(ConfigTest, DefaultsAndValues) {
+  auto c = ParseConfig(R"(
+[cluster]
+servers = 3
+workers = 5
+mode = "async"
+[train]
+rounds = 10
+[aggregator]
+name = "krum"
+f = 1
+r = 3
+)");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cluster.servers, 3);
+  EXPECT_EQ(c->cluster.mode, "async");
+  EXPECT_EQ(c->train.rounds, 10);
+  EXPECT_EQ(c->aggregator.name, "krum");
+  EXPECT_EQ(c->aggregator.params.at("r"), 3.0);
+  EXPECT_EQ(c->data.path, "/usr/share/datasets/fashion-mnist");
+}
+
+TEST(ConfigTest, TableFanOutThresholds) {
+  auto c = ParseConfig("");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tables.parallel_min_update, 4096);
+  EXPECT_EQ(c->tables.parallel_min_lookup, 262144);
+  c = ParseConfig("[tables]\nparallel_min_update = 1\nparallel_min_lookup = 100\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tables.parallel_min_update, 1);
+  EXPECT_EQ(c->tables.parallel_min_lookup, 100);
+  // The key both replaced is refused by name, not silently ignored.
+  c = ParseConfig("[tables]\nparallel_min_batch = 4096\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("tables.parallel_min_batch"), std::string::npos)
+      << c.status().ToString();
+}
+
+TEST(ConfigTest, UnknownKeysAndSectionsAreErrors) {
+  auto c = ParseConfig("[cluster]\nserverz = 2\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("cluster.serverz"), std::string::npos);
+  c = ParseConfig("[clustre]\nservers = 2\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("clustre"), std::string::npos);
+}
+
+TEST(ConfigTest, ImpossibleValuesAreErrors) {
+  for (const char* text :
+       {"[cluster]\nservers = 0\n", "[cluster]\nchecksum = \"sometimes\"\n",
+        "[cluster]\nmax_part_bytes = -1\n", "[tables]\nparallel_min_update = 0\n",
+        "[tables]\nparallel_min_lookup = 0\n", "[cluster]\nworkers = -1\n",
+        "[cluster]\nmode = \"bsp\"\n", "[train]\nrounds = 0\n",
+        "[optimizer]\nlearning_rate = -1.0\n", "[optimizer]\nkind = \"lbfgs\"\n",
+        "[data]\ndataset = \"cifar\"\n", "[model]\nkind = \"embedding-bag\"\n",
+        "[cluster]\nservers = \"two\"\n", "[train]\nbatch_size = 1.5\n",
+        "[cluster]\nheartbeat_ms = 500\nheartbeat_timeout_ms = 100\n", "not toml at all ["}) {
+    auto c = ParseConfig(text);
+    EXPECT_FALSE(c.ok()) << text;
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << text;
+  }
+}
+
+TEST(ConfigTest, OverridesApplyBeforeValidation) {
+  auto c = ParseConfig("[train]\nrounds = 10\n",
+                       {"train.rounds=20", "aggregator.name=median", "cluster.http=false"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->train.rounds, 20);
+  EXPECT_EQ(c->aggregator.name, "median");
+  EXPECT_FALSE(c->cluster.http);
+  EXPECT_FALSE(ParseConfig("", {"train.rounds=0"}).ok());
+  auto nan = ParseConfig("[cluster]\nworkers = 4\n", {"byzantine.count=1", "byzantine.attack=nan"});
+  ASSERT_TRUE(nan.ok()) << nan.status().ToString();
+  EXPECT_EQ(nan->byzantine.attack, "nan");
+  EXPECT_FALSE(ParseConfig("", {"optimizer.learning_rate=nan"}).ok());
+  EXPECT_FALSE(ParseConfig("", {"rounds=3"}).ok());
+  EXPECT_FALSE(ParseConfig("", {"train.nosuch=3"}).ok());
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  auto c = LoadConfig("/nonexistent/phalanx.toml");
+  EXPECT_EQ(c.status().code(), StatusCode::kNotFound);
+}
+
+TEST(ConfigTest, ShippedConfigsParse) {
+  for (const char* name : {"fashion-mnist-mlp", "fashion-mnist-softmax", "spam-embedding"}) {
+    auto c = LoadConfig(std::string(PHX_SOURCE_DIR) + "/launch/configs/" + name + ".toml");
+    EXPECT_TRUE(c.ok()) << name << ": " << c.status().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace phalanx
