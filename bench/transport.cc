@@ -63,6 +63,7 @@
 #include "bench/util/children.h"
 #include "bench/util/flags.h"
 #include "bench/util/report.h"
+#include "common/node_lines.h"
 #include "launch/process/child_process.h"
 #include "worker/client.h"
 
@@ -99,7 +100,7 @@ bool StartCluster(const Options& o, Cluster* c) {
   auto sargs = args_for("scheduler");
   sargs.insert(sargs.end(), {"--port", "0"});
   if (!StartChild(&c->scheduler, sargs, "/tmp/phx_bench_transport_scheduler.log")) return false;
-  auto endpoint = c->scheduler.WaitFor("PHX_ENDPOINT ", 20000);
+  auto endpoint = c->scheduler.WaitFor(std::string(kEndpointLinePrefix), 20000);
   if (!endpoint) {
     std::fprintf(stderr, "scheduler did not start; see /tmp/phx_bench_transport_scheduler.log\n");
     return false;

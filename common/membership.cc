@@ -35,7 +35,8 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
 }
 
 void MembershipClient::Loop() {
-  auto socket_or = Socket::Connect(Socket::Kind::kDealer, options_.scheduler_endpoint);
+  auto socket_or =
+      Socket::Connect(Socket::Kind::kDealer, options_.scheduler_endpoint, ControlOnlyLimits());
   if (!socket_or.ok()) {
     MutexLock lock(&mu_);
     fatal_ = socket_or.status().ToString();

@@ -208,6 +208,17 @@ struct WireLimits {
   bool verify_checksum = true;
 };
 
+// Limits for a socket that carries only control messages (the scheduler's
+// and the membership client's): no keys or values, so ZeroMQ refuses any
+// frame larger than a control body (ZMQ_MAXMSGSIZE, transport.cc) before it
+// is buffered.
+inline WireLimits ControlOnlyLimits() {
+  WireLimits l;
+  l.max_keys = 0;
+  l.max_values = 0;
+  return l;
+}
+
 // Encodes a header into its frame bytes (kHeaderBytes).
 std::string EncodeHeader(const Header& header);
 void EncodeHeaderTo(const Header& header, std::byte* out);

@@ -2,6 +2,7 @@
 
 #include <zmq.h>
 
+#include <algorithm>
 #include <zmq.hpp>
 
 #include "common/metrics.h"
@@ -63,8 +64,15 @@ class ZmqSocket final : public Socket {
                 kind == Kind::kRouter ? zmq::socket_type::router : zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::sndtimeo, 5000);
-    // Bound the largest frame ZeroMQ will accept: the value frame at its limit.
-    int64_t max_frame = static_cast<int64_t>(limits.max_values * sizeof(float)) + 4096;
+    // Bound the largest frame ZeroMQ will accept: the largest payload frame
+    // the limits allow (values, keys or a control body). A larger frame
+    // disconnects the peer before ZeroMQ buffers it. (ZeroMQ has no bound on
+    // the number of frames of one message, which it holds until the last
+    // one: that needs authenticated peers, wire_format.md.)
+    const uint64_t largest =
+        std::max({limits.max_values * sizeof(float), limits.max_keys * sizeof(uint64_t),
+                  static_cast<uint64_t>(limits.max_body_bytes)});
+    const auto max_frame = static_cast<int64_t>(largest + 4096);
     socket_.set(zmq::sockopt::maxmsgsize, max_frame);
     socket_.set(zmq::sockopt::sndhwm, 100000);
     socket_.set(zmq::sockopt::rcvhwm, 100000);

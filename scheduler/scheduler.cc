@@ -442,7 +442,8 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& opt
   auto deadline = Clock::now() + std::chrono::seconds(10);
   auto backoff = std::chrono::milliseconds(50);
   while (true) {
-    auto sock = Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port));
+    auto sock = Socket::Bind(Socket::Kind::kRouter, TcpEndpoint(options.host, options.port),
+                             ControlOnlyLimits());
     if (sock.ok()) {
       return std::unique_ptr<Scheduler>(new SchedulerImpl(options, std::move(sock).value()));
     }
