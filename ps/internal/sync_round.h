@@ -7,7 +7,7 @@
 // waited for it. It owns no socket: every reply it makes goes into an Outbox
 // that the caller sends, so rounds can be tested without a cluster.
 //
-// Asynchronous servers use only the table, the version and AnswerPull.
+// Asynchronous servers use only the table, the version (Advance) and Pull.
 //
 // Threading: owned by the server's request-loop thread; not thread-safe
 // (table updates fan out over TBB inside EmbeddingTable).

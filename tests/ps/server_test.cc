@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "tests/testutil/inprocess_cluster.h"
@@ -78,6 +80,41 @@ TEST(ServerTest, SyncRoundOverTwoWorkersClosesAndAPullSeesTheUpdate) {
   EXPECT_EQ(version, 1);
   // Zeros minus lr 1 * the mean of the two gradients.
   EXPECT_EQ(rows, (std::vector<float>{-2, -4, -4, -6}));
+}
+
+// Two shards: each sends its partial to the round coordinator (the lower
+// rank), which answers both with the plan; every key moves by the mean.
+TEST(ServerTest, RoundAcrossTwoShardsGoesThroughTheCoordinator) {
+  InProcessCluster cluster(Options(2, 2, true));
+  auto clients = cluster.ConnectWorkers();
+  ASSERT_TRUE(clients.ok()) << clients.status().ToString();
+  auto& w = *clients;
+  std::vector<uint64_t> keys(32);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = i;
+  std::vector<float> g0(keys.size() * kDim, 1.0f);
+  std::vector<float> g1(keys.size() * kDim, 3.0f);
+  auto push1 =
+      std::async(std::launch::async, [&] { return w[1]->Push(0, keys, kDim, g1.data(), 0); });
+  ASSERT_TRUE(w[0]->Push(0, keys, kDim, g0.data(), 0).ok());
+  ASSERT_TRUE(push1.get().ok());
+  std::vector<float> rows(keys.size() * kDim);
+  PullResult pr;
+  Status s = w[0]->Pull(0, keys, kDim, 1, rows.data(), &pr);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(pr.version, 1);  // the smallest version among both shards
+  EXPECT_EQ(rows, std::vector<float>(keys.size() * kDim, -2.0f));
+  for (int i = 0; i < 2; ++i) {
+    // Both shards hold some of the keys and closed the round (/status is
+    // refreshed every 64 turns of the request loop).
+    nlohmann::json table;
+    for (int tries = 0; tries < 100; ++tries) {
+      table = nlohmann::json::parse(cluster.server(i)->StatusJson())["tables"][0];
+      if (table["version"].get<int>() == 1) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_GT(table["rows"].get<int>(), 0) << i;
+    EXPECT_EQ(table["version"].get<int>(), 1) << i;
+  }
 }
 
 TEST(ServerTest, SecondPushOfTheSameRoundIsRefused) {
