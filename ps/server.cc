@@ -3,11 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/control.h"
 #include "common/membership.h"
+#include "common/mutex.h"
 #include "common/transport.h"
 #include "ps/internal/honest_peeks.h"
 #include "ps/internal/recovery.h"
@@ -115,7 +115,7 @@ class ServerImpl final : public Server {
   }
 
   std::string StatusJson() const override {
-    std::lock_guard<std::mutex> lock(status_mu_);
+    MutexLock lock(&status_mu_);
     return status_json_;
   }
 
@@ -377,7 +377,7 @@ class ServerImpl final : public Server {
       }
     }
     j["peers"] = peers;
-    std::lock_guard<std::mutex> lock(status_mu_);
+    MutexLock lock(&status_mu_);
     status_json_ = j.dump();
   }
 
@@ -398,8 +398,9 @@ class ServerImpl final : public Server {
   mutable int64_t owns_all_epoch_ = -1;
   mutable int32_t owns_all_rank_ = -1;
   uint64_t loops_ = 0;
-  mutable std::mutex status_mu_;
-  std::string status_json_ = R"({"role":"server"})";
+  // /status is read on the HTTP thread, written by the request loop.
+  mutable Mutex status_mu_;
+  std::string status_json_ GUARDED_BY(status_mu_) = R"({"role":"server"})";
 };
 
 }  // namespace

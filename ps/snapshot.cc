@@ -11,12 +11,12 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <mutex>
 #include <thread>
+
+#include "common/mutex.h"
 
 namespace phalanx::ps {
 namespace {
@@ -230,56 +230,56 @@ class PieceQueue {
   explicit PieceQueue(int buffers) {
     for (int i = 0; i < buffers; ++i) free_.push_back(std::make_unique<Piece>());
   }
-  std::unique_ptr<Piece> TakeFree() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return !free_.empty() || cancelled_; });
+  std::unique_ptr<Piece> TakeFree() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    while (free_.empty() && !cancelled_) cv_.Wait(&mu_);
     if (cancelled_) return nullptr;
     auto p = std::move(free_.front());
     free_.pop_front();
     return p;
   }
-  void PutFree(std::unique_ptr<Piece> p) {
-    std::lock_guard<std::mutex> l(mu_);
+  void PutFree(std::unique_ptr<Piece> p) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     free_.push_back(std::move(p));
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  void PutFull(std::unique_ptr<Piece> p) {
-    std::lock_guard<std::mutex> l(mu_);
+  void PutFull(std::unique_ptr<Piece> p) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     full_.push_back(std::move(p));
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   // nullptr once the reader finished (see status()) and the queue is empty.
-  std::unique_ptr<Piece> TakeFull() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return !full_.empty() || done_; });
+  std::unique_ptr<Piece> TakeFull() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
+    while (full_.empty() && !done_) cv_.Wait(&mu_);
     if (full_.empty()) return nullptr;
     auto p = std::move(full_.front());
     full_.pop_front();
     return p;
   }
-  void Finish(Status s) {
-    std::lock_guard<std::mutex> l(mu_);
+  void Finish(Status s) EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     done_ = true;
     status_ = std::move(s);
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  void Cancel() {
-    std::lock_guard<std::mutex> l(mu_);
+  void Cancel() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     cancelled_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  Status status() {
-    std::lock_guard<std::mutex> l(mu_);
+  Status status() EXCLUDES(mu_) {
+    MutexLock l(&mu_);
     return status_;
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Piece>> free_, full_;
-  bool done_ = false;
-  bool cancelled_ = false;
-  Status status_;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::unique_ptr<Piece>> free_ GUARDED_BY(mu_), full_ GUARDED_BY(mu_);
+  bool done_ GUARDED_BY(mu_) = false;
+  bool cancelled_ GUARDED_BY(mu_) = false;
+  Status status_ GUARDED_BY(mu_);
 };
 
 // Reads every chunk record after the descriptors, hashing as it goes, then

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/http_client.h"
 #include "common/http_server.h"
 
 namespace phalanx {
@@ -75,10 +76,8 @@ std::map<std::string, HttpHandler> MetricsPage() {
 
 // One complete GET over a fresh connection: true when it was answered 200.
 bool GetMetrics(int port) {
-  Conn c(port, 3000);
-  if (!c.connected()) return false;
-  if (!c.Send("GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")) return false;
-  return c.ReadAll().rfind("HTTP/1.1 200", 0) == 0;
+  auto reply = HttpGet("127.0.0.1", port, "/metrics", 3000);
+  return reply.ok() && reply->status == 200;
 }
 
 TEST(HttpSlowClientsTest, MetricsAnswersUnder200SlowConnections) {
