@@ -45,6 +45,11 @@ class ServerImpl final : public Server {
       tables.push_back(std::move(table));
     }
     PHX_ASSIGN_OR_RETURN(aggregator_, aggregators::CreateAggregator(options_.aggregator));
+    if (options_.synchronous && !options_.federated.enabled && options_.num_workers > 0) {
+      // Refuse a rule that no round could run before registering.
+      PHX_RETURN_IF_ERROR(aggregators::CheckRuleCanRun(options_.aggregator, options_.num_workers)
+                              .WithContext("server refuses the configured rule"));
+    }
     for (size_t i = 0; i < tables.size(); ++i) {
       rounds_.emplace_back(static_cast<uint32_t>(i), std::move(tables[i]), aggregator_.get(),
                            &metrics_, options_.round_timeout_ms);
@@ -74,6 +79,21 @@ class ServerImpl final : public Server {
                  membership_->node_id(), options_.synchronous ? "sync" : "async",
                  socket_->endpoint());
     UpdateStatus();
+    return Status::Ok();
+  }
+
+  // A synchronous table whose rounds all closed without an update never
+  // trained: the job must not end as if it had (issue 13, item 2).
+  Status ModelUpdateOutcome() const {
+    if (!options_.synchronous) return Status::Ok();
+    for (const auto& r : rounds_) {
+      if (r.rounds_failed() > 0 && r.rounds_updated() == 0) {
+        return FailedPrecondition(
+            "server rank " + std::to_string(membership_->rank()) + ": table " +
+            std::to_string(r.table_id()) + " closed " + std::to_string(r.rounds_failed()) +
+            " round(s) and none updated the model; last: " + r.last_failure());
+      }
+    }
     return Status::Ok();
   }
 
@@ -111,7 +131,7 @@ class ServerImpl final : public Server {
     }
     spdlog::info("server rank {}: shutting down", membership_->rank());
     recovery_.Join();
-    return Status::Ok();
+    return ModelUpdateOutcome();
   }
 
   std::string StatusJson() const override {
@@ -362,7 +382,9 @@ class ServerImpl final : public Server {
                         {"dim", t.dim()},
                         {"rows", t.size()},
                         {"bytes", t.memory_bytes()},
-                        {"version", rounds_[i].version()}});
+                        {"version", rounds_[i].version()},
+                        {"rounds_updated", rounds_[i].rounds_updated()},
+                        {"rounds_failed", rounds_[i].rounds_failed()}});
     }
     metrics_.rows.Set(static_cast<double>(rows));
     j["tables"] = tables;

@@ -56,6 +56,9 @@ struct ServerOptions {
   FederatedShardOptions federated;
   bool restore = false;
   uint32_t num_servers = 0;  // cluster shape recorded in snapshots (0 = from the view)
+  // Workers the job is configured with (0 = unknown): a synchronous server
+  // refuses at start-up a rule that cannot combine that many inputs.
+  int num_workers = 0;
 };
 
 class Server {

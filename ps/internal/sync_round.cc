@@ -249,13 +249,29 @@ Status SyncRound::BuildExtrasAndGram(int n) {
 bool SyncRound::FinishClose(int64_t round, const RoundPlan& plan, int32_t self, Outbox* out) {
   if (!closing_ || round != version_) return false;  // stale or duplicate plan
   auto start = Clock::now();
-  if (!plan.error.empty()) {
+  std::string failure = plan.error;
+  if (failure.empty()) {
+    if (Status s = ApplyPlan(plan); !s.ok()) failure = "not applied: " + s.ToString();
+  }
+  if (failure.empty()) {
+    rounds_updated_++;
+    if (failing_) {
+      spdlog::warn("server: table {} round {} updated the model again", table_id_, round);
+    }
+    failing_ = false;
+  } else {
     metrics_->failed_rounds.Increment();
-    spdlog::error("server: table {} round {} closed without update: {}", table_id_, round,
-                  plan.error);
-  } else if (Status s = ApplyPlan(plan); !s.ok()) {
-    metrics_->failed_rounds.Increment();
-    spdlog::error("server: table {} round {} not applied: {}", table_id_, round, s.ToString());
+    rounds_failed_++;
+    // Said once per streak, not once per round: a rule that cannot run with
+    // the live workers fails every round until they come back.
+    if (!failing_ || failure != last_failure_) {
+      spdlog::error(
+          "server: table {} round {} closed without update ({} worker(s) in the plan): {}; "
+          "further rounds that fail the same way are not logged",
+          table_id_, round, plan.workers.size(), failure);
+    }
+    failing_ = true;
+    last_failure_ = failure;
   }
   // Workers that pushed here but are not in the plan, for any reason
   // (non-finite here or elsewhere, missing from another shard).

@@ -89,6 +89,14 @@ class SyncRound {
   // ignored and false returned), advances the version, opens the next round
   // with the pushes that came early and answers the waiting pulls.
   bool FinishClose(int64_t round, const RoundPlan& plan, int32_t self, Outbox* out);
+
+  // Closed rounds that updated the table / that closed without an update
+  // (the rule refused its inputs, e.g. too few live workers for f), and the
+  // last refusal. A job whose rounds never updated its model must not look
+  // like a normal run (the server exits non-zero).
+  int64_t rounds_updated() const { return rounds_updated_; }
+  int64_t rounds_failed() const { return rounds_failed_; }
+  const std::string& last_failure() const { return last_failure_; }
   // A restored table meets the cluster at `round`: drops this round's pushes,
   // moves the version there and answers the pulls that waited for it.
   void JumpTo(int64_t round, int32_t self, Outbox* out);
@@ -123,6 +131,10 @@ class SyncRound {
   // Previous aggregate per key, for rules whose extra column is their last
   // output (centered clipping).
   std::unordered_map<uint64_t, Eigen::VectorXd> previous_;
+  int64_t rounds_updated_ = 0;
+  int64_t rounds_failed_ = 0;
+  std::string last_failure_;
+  bool failing_ = false;  // the last round closed without update (log once per streak)
 };
 
 }  // namespace phalanx::ps::internal

@@ -171,3 +171,25 @@ TEST(ServerTest, AsyncPushIsAppliedAtOnce) {
 
 }  // namespace
 }  // namespace phalanx::ps
+
+namespace phalanx::ps {
+namespace {
+
+TEST(ServerStartTest, RuleThatCannotRunOnTheConfiguredWorkersIsRefusedBeforeRegistering) {
+  for (auto [name, f] : {std::pair<const char*, int>{"krum", 3}, {"bulyan", 1}}) {
+    ServerOptions o;
+    o.scheduler_endpoint = "tcp://127.0.0.1:1";  // never reached: refused first
+    o.register_timeout_ms = 500;
+    o.tables.push_back(TableOptions{});
+    o.aggregator.name = name;
+    o.aggregator.f = f;
+    o.num_workers = 4;
+    auto s = Server::Create(o);
+    ASSERT_FALSE(s.ok()) << name;
+    EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument) << s.status().ToString();
+    EXPECT_NE(s.status().ToString().find(name), std::string::npos) << s.status().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace phalanx::ps

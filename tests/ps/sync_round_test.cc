@@ -173,3 +173,26 @@ TEST_F(SyncRoundTest, JumpToDropsThePushesAndAnswersThePullsThatWaited) {
 
 }  // namespace
 }  // namespace phalanx::ps::internal
+
+namespace phalanx::ps::internal {
+namespace {
+
+TEST_F(SyncRoundTest, RoundsWithoutUpdateAreCountedApartFromUpdatedOnes) {
+  Outbox out;
+  round_->Push("w1", PushOf(1, 0, {5}, {2, 2}), true, kSelf, &out);
+  round_->StartClose();
+  RoundPlan refused;
+  refused.error = "krum: needs n > 2f, got n=1, f=1";
+  EXPECT_TRUE(round_->FinishClose(0, refused, kSelf, &out));
+  EXPECT_EQ(round_->rounds_failed(), 1);
+  EXPECT_EQ(round_->rounds_updated(), 0);
+  EXPECT_EQ(round_->last_failure(), refused.error);
+  EXPECT_EQ(round_->version(), 1) << "a refused round still closes";
+  round_->Push("w1", PushOf(1, 1, {5}, {2, 2}), true, kSelf, &out);
+  CloseLocally();
+  EXPECT_EQ(round_->rounds_updated(), 1);
+  EXPECT_EQ(round_->rounds_failed(), 1);
+}
+
+}  // namespace
+}  // namespace phalanx::ps::internal
