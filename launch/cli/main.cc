@@ -103,21 +103,19 @@ void AddRoleCommands(CLI::App& app, Args& a, Commands& c) {
   add_config(c.sched);
   c.sched->add_option("--port", a.port, "port to bind (0 = any free port)")->check(kPortRange);
 
-  c.server = app.add_subcommand("server", "run one parameter-server shard");
-  add_config(c.server);
-  c.server->add_option("--scheduler", a.scheduler, "scheduler endpoint tcp://host:port")
-      ->required();
-  c.server->add_option("--rank", a.rank, "requested server rank (-1 = any)")
-      ->check(RankValidator());
+  // A node that joins the scheduler: server or worker.
+  auto add_node = [&](const char* name, const char* help, const char* role) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    add_config(sub);
+    sub->add_option("--scheduler", a.scheduler, "scheduler endpoint tcp://host:port")->required();
+    sub->add_option("--rank", a.rank, std::string("requested ") + role + " rank (-1 = any)")
+        ->check(RankValidator());
+    return sub;
+  };
+  c.server = add_node("server", "run one parameter-server shard", "server");
   c.server->add_flag("--restore", a.restore,
                      "load the newest valid snapshot of this rank from checkpoint.dir (or fail)");
-
-  c.worker = app.add_subcommand("worker", "run one training worker");
-  add_config(c.worker);
-  c.worker->add_option("--scheduler", a.scheduler, "scheduler endpoint tcp://host:port")
-      ->required();
-  c.worker->add_option("--rank", a.rank, "requested worker rank (-1 = any)")
-      ->check(RankValidator());
+  c.worker = add_node("worker", "run one training worker", "worker");
 
   auto* launch = app.add_subcommand("launch", "start a cluster");
   launch->require_subcommand(1);
