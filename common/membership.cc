@@ -34,6 +34,167 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
   return c;
 }
 
+struct MembershipClient::LoopState {
+  std::unique_ptr<Socket> sock;
+  std::chrono::milliseconds silence{0};  // re-register after this long without a word
+  std::chrono::milliseconds give_up{0};  // then lose the scheduler after this long
+  std::chrono::milliseconds heartbeat{0};
+  Clock::time_point now = Clock::now();
+  Clock::time_point last_register = now;
+  Clock::time_point last_heartbeat = now;
+  Clock::time_point last_heard = now;  // any message from the scheduler
+  std::chrono::milliseconds backoff{100};
+  bool ever_registered = false;
+  bool silent = false;
+};
+
+void MembershipClient::SendRegister(LoopState& st) {
+  RegisterBody body;
+  body.node = options_.self;
+  // Re-registering: ask for the same id and rank, and tell a restarted
+  // scheduler the newest epoch seen so its views continue from there.
+  body.node.id = node_id_.load();
+  body.requested_rank = rank_.load() >= 0 ? rank_.load() : options_.requested_rank;
+  Message m = MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body));
+  m.header.round = epoch();
+  (void)st.sock->Send(m);
+}
+
+void MembershipClient::Reregister(LoopState& st, const std::string& why) {
+  if (left_) return;
+  if (registered_) {
+    spdlog::warn("{}; re-registering as id {} rank {}", why, node_id_.load(), rank_.load());
+    st.backoff = std::chrono::milliseconds(100);
+  }
+  registered_ = false;
+  if (st.now - st.last_register >= st.backoff) {
+    SendRegister(st);
+    st.last_register = st.now;
+    st.backoff =
+        std::min<std::chrono::milliseconds>(st.backoff * 2, std::chrono::milliseconds(2000));
+  }
+}
+
+void MembershipClient::OnMessage(LoopState& st, const Message& m) {
+  switch (m.header.type) {
+    case MsgType::kRegisterAck: {
+      auto ack = DecodeRegisterAck(m.body);
+      if (ack.ok()) {
+        if (st.ever_registered && !registered_) {
+          reregistrations_++;
+          spdlog::info("re-registered with the scheduler: id {} rank {}", ack->node_id, ack->rank);
+        }
+        node_id_ = ack->node_id;
+        rank_ = ack->rank;
+        registered_ = true;
+        st.ever_registered = true;
+        MutexLock lock(&mu_);
+        cv_.SignalAll();
+      }
+      break;
+    }
+    case MsgType::kClusterView: {
+      auto v = DecodeClusterView(m.body);
+      if (!v.ok()) {
+        spdlog::warn("bad cluster view from scheduler: {}", v.status().ToString());
+        break;
+      }
+      std::function<void(const ClusterView&)> cb;
+      {
+        MutexLock lock(&mu_);
+        if (v->epoch < view_.epoch) break;
+        view_ = *v;
+        cb = view_cb_;
+        cv_.SignalAll();
+      }
+      if (cb) cb(*v);
+      break;
+    }
+    case MsgType::kBarrierRelease: {
+      auto b = DecodeBarrier(m.body);
+      if (b.ok()) {
+        MutexLock lock(&mu_);
+        barrier_released_[b->name]++;
+        cv_.SignalAll();
+      }
+      break;
+    }
+    case MsgType::kShutdown: {
+      shutdown_ = true;
+      MutexLock lock(&mu_);
+      cv_.SignalAll();
+      break;
+    }
+    case MsgType::kError: {
+      Status s = StatusFromError(m);
+      if (s.code() == StatusCode::kFailedPrecondition && !left_ && st.ever_registered) {
+        // The scheduler does not know us (it restarted).
+        Reregister(st, "scheduler forgot this node (" + s.message() + ")");
+      } else {
+        spdlog::warn("scheduler error: {}", s.ToString());
+      }
+      break;
+    }
+    default:
+      break;  // kHeartbeat answers only refresh last_heard
+  }
+}
+
+void MembershipClient::CheckScheduler(LoopState& st) {
+  if (st.ever_registered && !left_ && st.now - st.last_heard > st.silence) {
+    if (!st.silent) {
+      st.silent = true;
+      spdlog::warn(
+          "no answer from the scheduler at {} for {} ms; serving on, re-registering",
+          options_.scheduler_endpoint,
+          std::chrono::duration_cast<std::chrono::milliseconds>(st.now - st.last_heard).count());
+    }
+    Reregister(st, "scheduler silent");
+    if (st.now - st.last_heard > st.give_up && !lost_) {
+      MutexLock lock(&mu_);
+      lost_reason_ = "lost the scheduler at " + options_.scheduler_endpoint + ": no answer for " +
+                     std::to_string(options_.register_timeout_ms) +
+                     " ms (cluster.register_timeout_ms)";
+      lost_ = true;
+      spdlog::error("{}", lost_reason_);
+      cv_.SignalAll();
+    }
+  } else if (!registered_ && !left_) {
+    // First registration, or re-registration after an error: retry with backoff.
+    if (st.now - st.last_register >= st.backoff) {
+      SendRegister(st);
+      st.last_register = st.now;
+      st.backoff =
+          std::min<std::chrono::milliseconds>(st.backoff * 2, std::chrono::milliseconds(2000));
+    }
+  }
+}
+
+void MembershipClient::SendPending(LoopState& st) {
+  std::deque<std::string> barriers;
+  bool leave = false;
+  {
+    MutexLock lock(&mu_);
+    barriers.swap(barrier_requests_);
+    leave = leave_requested_ && !left_;
+  }
+  for (const auto& name : barriers) {
+    BarrierBody b{name, 0};
+    (void)st.sock->Send(
+        MakeControlMessage(MsgType::kBarrier, node_id_.load(), 0, EncodeBarrier(b)));
+  }
+  if (leave) {
+    (void)st.sock->Send(MakeControlMessage(MsgType::kLeave, node_id_.load(), 0, ""));
+    left_ = true;
+    MutexLock lock(&mu_);
+    cv_.SignalAll();
+  }
+  if (registered_ && !left_ && st.now - st.last_heartbeat >= st.heartbeat) {
+    (void)st.sock->Send(MakeControlMessage(MsgType::kHeartbeat, node_id_.load(), 0, ""));
+    st.last_heartbeat = st.now;
+  }
+}
+
 void MembershipClient::Loop() {
   auto socket_or =
       Socket::Connect(Socket::Kind::kDealer, options_.scheduler_endpoint, ControlOnlyLimits());
@@ -43,169 +204,30 @@ void MembershipClient::Loop() {
     cv_.SignalAll();
     return;
   }
-  std::unique_ptr<Socket> sock = std::move(socket_or).value();
-  const auto silence = std::chrono::milliseconds(options_.scheduler_silence_ms > 0
-                                                     ? options_.scheduler_silence_ms
-                                                     : std::max(2000, 10 * options_.heartbeat_ms));
-  const auto give_up = std::chrono::milliseconds(options_.register_timeout_ms);
-  auto send_register = [&] {
-    RegisterBody body;
-    body.node = options_.self;
-    // Re-registering: ask for the same id and rank, and tell a restarted
-    // scheduler the newest epoch seen so its views continue from there.
-    body.node.id = node_id_.load();
-    body.requested_rank = rank_.load() >= 0 ? rank_.load() : options_.requested_rank;
-    Message m = MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body));
-    m.header.round = epoch();
-    (void)sock->Send(m);
-  };
-  send_register();
-  auto last_register = Clock::now();
-  auto last_heartbeat = Clock::now();
-  auto last_heard = Clock::now();  // any message from the scheduler
-  auto backoff = std::chrono::milliseconds(100);
-  bool ever_registered = false;
-  bool silent = false;
-  const auto heartbeat = std::chrono::milliseconds(options_.heartbeat_ms);
-
-  // Start over with registration (the scheduler forgot us or went silent).
-  auto reregister = [&](Clock::time_point now, const std::string& why) {
-    if (left_) return;
-    if (registered_) {
-      spdlog::warn("{}; re-registering as id {} rank {}", why, node_id_.load(), rank_.load());
-      backoff = std::chrono::milliseconds(100);
-    }
-    registered_ = false;
-    if (now - last_register >= backoff) {
-      send_register();
-      last_register = now;
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(2000));
-    }
-  };
+  LoopState st;
+  st.sock = std::move(socket_or).value();
+  st.silence = std::chrono::milliseconds(options_.scheduler_silence_ms > 0
+                                             ? options_.scheduler_silence_ms
+                                             : std::max(2000, 10 * options_.heartbeat_ms));
+  st.give_up = std::chrono::milliseconds(options_.register_timeout_ms);
+  st.heartbeat = std::chrono::milliseconds(options_.heartbeat_ms);
+  SendRegister(st);
+  st.last_register = st.last_heartbeat = st.last_heard = Clock::now();
 
   while (!stop_) {
-    Received r = sock->Recv(std::min(50, options_.heartbeat_ms));
+    Received r = st.sock->Recv(std::min(50, options_.heartbeat_ms));
     if (r.status.code() == StatusCode::kCancelled) break;  // process is exiting
-    auto now = Clock::now();
+    st.now = Clock::now();
     if (r.status.ok()) {
-      last_heard = now;
-      if (silent) {
+      st.last_heard = st.now;
+      if (st.silent) {
         spdlog::info("scheduler at {} is back", options_.scheduler_endpoint);
-        silent = false;
+        st.silent = false;
       }
-      const Message& m = r.msg;
-      switch (m.header.type) {
-        case MsgType::kRegisterAck: {
-          auto ack = DecodeRegisterAck(m.body);
-          if (ack.ok()) {
-            if (ever_registered && !registered_) {
-              reregistrations_++;
-              spdlog::info("re-registered with the scheduler: id {} rank {}", ack->node_id,
-                           ack->rank);
-            }
-            node_id_ = ack->node_id;
-            rank_ = ack->rank;
-            registered_ = true;
-            ever_registered = true;
-            MutexLock lock(&mu_);
-            cv_.SignalAll();
-          }
-          break;
-        }
-        case MsgType::kClusterView: {
-          auto v = DecodeClusterView(m.body);
-          if (!v.ok()) {
-            spdlog::warn("bad cluster view from scheduler: {}", v.status().ToString());
-            break;
-          }
-          std::function<void(const ClusterView&)> cb;
-          {
-            MutexLock lock(&mu_);
-            if (v->epoch < view_.epoch) break;
-            view_ = *v;
-            cb = view_cb_;
-            cv_.SignalAll();
-          }
-          if (cb) cb(*v);
-          break;
-        }
-        case MsgType::kBarrierRelease: {
-          auto b = DecodeBarrier(m.body);
-          if (b.ok()) {
-            MutexLock lock(&mu_);
-            barrier_released_[b->name]++;
-            cv_.SignalAll();
-          }
-          break;
-        }
-        case MsgType::kShutdown: {
-          shutdown_ = true;
-          MutexLock lock(&mu_);
-          cv_.SignalAll();
-          break;
-        }
-        case MsgType::kError: {
-          Status s = StatusFromError(m);
-          if (s.code() == StatusCode::kFailedPrecondition && !left_ && ever_registered) {
-            // The scheduler does not know us (it restarted).
-            reregister(now, "scheduler forgot this node (" + s.message() + ")");
-          } else {
-            spdlog::warn("scheduler error: {}", s.ToString());
-          }
-          break;
-        }
-        default:
-          break;  // kHeartbeat answers only refresh last_heard
-      }
+      OnMessage(st, r.msg);
     }
-    if (ever_registered && !left_ && now - last_heard > silence) {
-      if (!silent) {
-        silent = true;
-        spdlog::warn(
-            "no answer from the scheduler at {} for {} ms; serving on, re-registering",
-            options_.scheduler_endpoint,
-            std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard).count());
-      }
-      reregister(now, "scheduler silent");
-      if (now - last_heard > give_up && !lost_) {
-        MutexLock lock(&mu_);
-        lost_reason_ = "lost the scheduler at " + options_.scheduler_endpoint + ": no answer for " +
-                       std::to_string(options_.register_timeout_ms) +
-                       " ms (cluster.register_timeout_ms)";
-        lost_ = true;
-        spdlog::error("{}", lost_reason_);
-        cv_.SignalAll();
-      }
-    } else if (!registered_ && !left_) {
-      // First registration, or re-registration after an error: retry with backoff.
-      if (now - last_register >= backoff) {
-        send_register();
-        last_register = now;
-        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(2000));
-      }
-    }
-    // Drain requests from other threads.
-    std::deque<std::string> barriers;
-    bool leave = false;
-    {
-      MutexLock lock(&mu_);
-      barriers.swap(barrier_requests_);
-      leave = leave_requested_ && !left_;
-    }
-    for (const auto& name : barriers) {
-      BarrierBody b{name, 0};
-      (void)sock->Send(MakeControlMessage(MsgType::kBarrier, node_id_.load(), 0, EncodeBarrier(b)));
-    }
-    if (leave) {
-      (void)sock->Send(MakeControlMessage(MsgType::kLeave, node_id_.load(), 0, ""));
-      left_ = true;
-      MutexLock lock(&mu_);
-      cv_.SignalAll();
-    }
-    if (registered_ && !left_ && now - last_heartbeat >= heartbeat) {
-      (void)sock->Send(MakeControlMessage(MsgType::kHeartbeat, node_id_.load(), 0, ""));
-      last_heartbeat = now;
-    }
+    CheckScheduler(st);
+    SendPending(st);
   }
 }
 

@@ -28,6 +28,8 @@
 
 namespace phalanx {
 
+struct Message;
+
 struct MembershipOptions {
   std::string scheduler_endpoint;  // tcp://host:port
   NodeInfo self;                   // role, host, ports (id/rank filled on ack)
@@ -71,8 +73,19 @@ class MembershipClient {
 
  private:
   explicit MembershipClient(const MembershipOptions& options);
+  // The membership thread: Loop and the steps it is made of. LoopState holds
+  // that thread's socket, timers and backoff (membership.cc).
+  struct LoopState;
   void Loop();
-  Status SendRegister();
+  void SendRegister(LoopState& st);
+  // Start over with registration (the scheduler forgot us or went silent).
+  void Reregister(LoopState& st, const std::string& why);
+  void OnMessage(LoopState& st, const Message& m);
+  // Silence from the scheduler: re-register, and after register_timeout_ms
+  // mark the link lost; else retry a pending registration.
+  void CheckScheduler(LoopState& st);
+  // Barrier and leave requests from other threads, then the heartbeat.
+  void SendPending(LoopState& st);
 
   MembershipOptions options_;
   std::atomic<int32_t> node_id_{-1};

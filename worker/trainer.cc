@@ -139,6 +139,62 @@ Status Trainer::Lie(const std::vector<size_t>& batch, const SparseRows& rows,
   return Status::Ok();
 }
 
+Status Trainer::WaitPushes(uint64_t dense_push, uint64_t sparse_push, int* errors) {
+  for (uint64_t id : {dense_push, sparse_push}) {
+    if (id == 0) continue;
+    Status s = client_->Wait(id);
+    if (!s.ok()) {
+      // A push for a closed round, one dropped for NaN, or one to a server
+      // that died (its replacement restarts from a snapshot) is not fatal:
+      // the next pull realigns this worker with the servers' version.
+      if (s.code() == StatusCode::kAborted || s.code() == StatusCode::kInvalidArgument ||
+          s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kAlreadyExists ||
+          s.code() == StatusCode::kUnavailable) {
+        if (++*errors <= 5) spdlog::warn("worker {}: push: {}", client_->rank(), s.ToString());
+      } else {
+        return s.WithContext("pushing gradients");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Trainer::EvaluateAtEnd(int first_step, int64_t dense_version, double* final_accuracy) {
+  if (!options_.evaluate && options_.evaluate_if_evaluator_lost && final_accuracy) {
+    // The evaluator (rank 0) died and is not back: the lowest live rank
+    // reports the final model instead, so a run still ends with a result.
+    ClusterView v = client_->view();
+    bool evaluator_alive = false;
+    int lowest_live = -1;
+    for (const auto& w : v.workers) {
+      if (!w.alive) continue;
+      if (w.rank == 0) evaluator_alive = true;
+      if (lowest_live < 0 || w.rank < lowest_live) lowest_live = w.rank;
+    }
+    if (!evaluator_alive && lowest_live == client_->rank()) {
+      spdlog::warn("worker {}: the evaluator (rank 0) is gone; evaluating the final model",
+                   client_->rank());
+      auto acc = Evaluate(options_.synchronous ? dense_version + 1 : 0);
+      if (!acc.ok()) return acc.status().WithContext("evaluating");
+      *final_accuracy = *acc;
+    }
+  }
+  if (options_.evaluate && first_step >= options_.rounds) {
+    // Joined after the others finished every round: still report the model.
+    int64_t want = options_.synchronous ? dense_version + 1 : 0;
+    auto acc = Evaluate(want);
+    if (!acc.ok()) return acc.status().WithContext("evaluating");
+    ProgressLine line;
+    line.rank = client_->rank();
+    line.round = options_.rounds;
+    line.version = dense_version;
+    line.test_accuracy = *acc;
+    *progress_ << FormatProgressLine(line) << std::endl;
+    if (final_accuracy) *final_accuracy = *acc;
+  }
+  return Status::Ok();
+}
+
 Status Trainer::Run(double* final_accuracy) {
   if (shard_.empty()) return FailedPrecondition("this worker's data shard is empty");
   const bool sparse = model_->embedding_dim() > 0;
@@ -213,22 +269,7 @@ Status Trainer::Run(double* final_accuracy) {
                                                            sparse_grad.data(), sparse_version, true,
                                                            /*keys_unique=*/true));
     }
-    for (uint64_t id : {dense_push, sparse_push}) {
-      if (id == 0) continue;
-      Status s = client_->Wait(id);
-      if (!s.ok()) {
-        // A push for a closed round, one dropped for NaN, or one to a server
-        // that died (its replacement restarts from a snapshot) is not fatal:
-        // the next pull realigns this worker with the servers' version.
-        if (s.code() == StatusCode::kAborted || s.code() == StatusCode::kInvalidArgument ||
-            s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kAlreadyExists ||
-            s.code() == StatusCode::kUnavailable) {
-          if (++errors <= 5) spdlog::warn("worker {}: push: {}", client_->rank(), s.ToString());
-        } else {
-          return s.WithContext("pushing gradients");
-        }
-      }
-    }
+    PHX_RETURN_IF_ERROR(WaitPushes(dense_push, sparse_push, &errors));
     rows_moved += dense_keys_.size() + rows.keys.size();
 
     bool last = step + 1 == options_.rounds;
@@ -260,39 +301,7 @@ Status Trainer::Run(double* final_accuracy) {
       rows_at_last_log = rows_moved;
     }
   }
-  if (!options_.evaluate && options_.evaluate_if_evaluator_lost && final_accuracy) {
-    // The evaluator (rank 0) died and is not back: the lowest live rank
-    // reports the final model instead, so a run still ends with a result.
-    ClusterView v = client_->view();
-    bool evaluator_alive = false;
-    int lowest_live = -1;
-    for (const auto& w : v.workers) {
-      if (!w.alive) continue;
-      if (w.rank == 0) evaluator_alive = true;
-      if (lowest_live < 0 || w.rank < lowest_live) lowest_live = w.rank;
-    }
-    if (!evaluator_alive && lowest_live == client_->rank()) {
-      spdlog::warn("worker {}: the evaluator (rank 0) is gone; evaluating the final model",
-                   client_->rank());
-      auto acc = Evaluate(options_.synchronous ? dense_version + 1 : 0);
-      if (!acc.ok()) return acc.status().WithContext("evaluating");
-      *final_accuracy = *acc;
-    }
-  }
-  if (options_.evaluate && first_step >= options_.rounds) {
-    // Joined after the others finished every round: still report the model.
-    int64_t want = options_.synchronous ? dense_version + 1 : 0;
-    auto acc = Evaluate(want);
-    if (!acc.ok()) return acc.status().WithContext("evaluating");
-    ProgressLine line;
-    line.rank = client_->rank();
-    line.round = options_.rounds;
-    line.version = dense_version;
-    line.test_accuracy = *acc;
-    *progress_ << FormatProgressLine(line) << std::endl;
-    if (final_accuracy) *final_accuracy = *acc;
-  }
-  return Status::Ok();
+  return EvaluateAtEnd(first_step, dense_version, final_accuracy);
 }
 
 }  // namespace phalanx::worker

@@ -70,6 +70,12 @@ class Trainer {
   Status PullRows(std::span<const uint64_t> keys, int64_t min_version, SparseRows* rows,
                   int64_t* version);
   Result<double> Evaluate(int64_t min_version);
+  // Waits for a step's pushes (id 0: none); the errors a later pull realigns
+  // are logged (the first 5, counted in *errors), any other one is returned.
+  Status WaitPushes(uint64_t dense_push, uint64_t sparse_push, int* errors);
+  // After the last step: the final model's accuracy from a stand-in for a
+  // lost evaluator, or from an evaluator that joined after the last round.
+  Status EvaluateAtEnd(int first_step, int64_t dense_version, double* final_accuracy);
   void ApplyMomentum(const SparseRows& rows, std::vector<float>* sparse_grad);
   Status Lie(const std::vector<size_t>& batch, const SparseRows& rows,
              std::vector<float>* sparse_grad, const std::vector<size_t>& order,

@@ -12,6 +12,7 @@
 #include "common/node_lines.h"
 #include "launch/cli/federated_live.h"
 #include "launch/cluster/internal/fault_runner.h"
+#include "launch/cluster/memory_estimate.h"
 #include "launch/cluster/node_launcher.h"
 #include "launch/cluster/progress_stream.h"
 #include "launch/cluster/supervisor.h"
@@ -235,6 +236,15 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
   // Fail early, before any process starts, when the data is missing.
   if (config.data.dataset != "libsvm" && !fs::exists(config.data.path)) {
     return NotFound("data set folder '" + config.data.path + "' not found; run scripts/setup.sh");
+  }
+  // Before any process starts: a job that cannot fit is refused with the figure.
+  if (!config.cluster.skip_memory_check) {
+    auto available = AvailableMemoryBytes();
+    if (available.ok()) {
+      PHX_RETURN_IF_ERROR(CheckJobFits(config, EstimateJobMemory(config), *available));
+    } else {
+      spdlog::warn("memory check skipped: {}", available.status().ToString());
+    }
   }
   PHX_RETURN_IF_ERROR(PrepareRunFolder(options));
   LocalRun run(options, std::move(config), std::move(schedule), stop);

@@ -2,10 +2,10 @@
 
 #include <toml++/toml.h>
 
-#include <fstream>
 #include <set>
 #include <sstream>
 
+#include "aggregators/aggregator.h"
 #include "launch/config/toml_section.h"
 
 namespace phalanx {
@@ -36,6 +36,25 @@ Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig*
   if (!(o->epsilon > 0)) return InvalidArgument(where + "epsilon must be positive");
   if (o->weight_decay < 0) return InvalidArgument(where + "weight_decay must not be negative");
   return Status::Ok();
+}
+
+// The servers build their rule from [aggregator] as RunServer does (name, f,
+// params). A synchronous round combines one push per worker, so the rule must
+// run on cluster.workers inputs. Asynchronous servers apply each push as it
+// comes (the rule is only created, and a bad name fails the server's start);
+// federated servers use [federated]'s rule (launch/cli/federated_live.h).
+Status CheckRuleForCluster(const JobConfig& c) {
+  if (c.cluster.mode != "sync") return Status::Ok();
+  aggregators::AggregatorOptions o;
+  o.name = c.aggregator.name;
+  o.f = c.aggregator.f;
+  o.params = c.aggregator.params;
+  Status s = aggregators::CheckRuleCanRun(o, c.cluster.workers);
+  if (s.ok()) return s;
+  return InvalidArgument(s.message() + " (a synchronous round combines the pushes of all " +
+                         std::to_string(c.cluster.workers) +
+                         " workers of cluster.workers, so no round could update the model; " +
+                         "change aggregator.name, aggregator.f or cluster.workers)");
 }
 
 Status Validate(const JobConfig& c) {
@@ -139,7 +158,250 @@ Status Validate(const JobConfig& c) {
     if (r >= c.cluster.workers) return InvalidArgument("byzantine.ranks names a rank >= workers");
   }
   if (c.aggregator.name.empty()) return InvalidArgument("aggregator.name must not be empty");
+  return CheckRuleForCluster(c);
+}
+
+// One reader per section: each reads its keys, reports unknown ones, and checks
+// what it can check on its own; Validate checks the whole job afterwards.
+
+Status CheckSections(const toml::table& root) {
+  static const std::set<std::string> kSections = {
+      "cluster", "data",       "model",     "train",      "optimizer", "embedding_optimizer",
+      "tables",  "aggregator", "byzantine", "checkpoint", "federated"};
+  for (const auto& [k, node] : root) {
+    std::string key(k.str());
+    if (key == "faults") continue;  // [[faults]]: an array of tables, read by ReadFaults
+    if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
+    if (!node.is_table()) return InvalidArgument("config section '" + key + "' must be a table");
+  }
   return Status::Ok();
+}
+
+Status ReadCluster(const toml::table& root, ClusterConfig* x) {
+  TomlSection r(root["cluster"].as_table(), "cluster");
+  r.Read("servers", &x->servers);
+  r.Read("workers", &x->workers);
+  r.Read("mode", &x->mode);
+  r.Read("host", &x->host);
+  r.Read("num_slots", &x->num_slots);
+  r.Read("heartbeat_ms", &x->heartbeat_ms);
+  r.Read("heartbeat_timeout_ms", &x->heartbeat_timeout_ms);
+  r.Read("register_timeout_ms", &x->register_timeout_ms);
+  r.Read("formation_timeout_ms", &x->formation_timeout_ms);
+  r.Read("round_timeout_ms", &x->round_timeout_ms);
+  r.Read("request_timeout_ms", &x->request_timeout_ms);
+  r.Read("tolerate_worker_failures", &x->tolerate_worker_failures);
+  r.Read("http", &x->http);
+  r.Read("checksum", &x->checksum);
+  r.Read("max_part_bytes", &x->max_part_bytes);
+  r.Read("skip_memory_check", &x->skip_memory_check);
+  return r.Finish();
+}
+
+Status ReadData(const toml::table& root, DataConfig* x) {
+  TomlSection r(root["data"].as_table(), "data");
+  r.Read("dataset", &x->dataset);
+  r.Read("path", &x->path);
+  r.Read("test_path", &x->test_path);
+  r.Read("seed", &x->seed);
+  r.Read("test_fraction", &x->test_fraction);
+  r.Read("max_train", &x->max_train);
+  r.Read("max_test", &x->max_test);
+  r.Read("partition", &x->partition);
+  r.Read("dirichlet_alpha", &x->dirichlet_alpha);
+  return r.Finish();
+}
+
+Status ReadModel(const toml::table& root, ModelConfig* x) {
+  TomlSection r(root["model"].as_table(), "model");
+  r.Read("kind", &x->kind);
+  r.Read("hidden", &x->hidden);
+  r.Read("embedding_dim", &x->embedding_dim);
+  r.Read("l2", &x->l2);
+  return r.Finish();
+}
+
+Status ReadTrain(const toml::table& root, TrainConfig* x) {
+  TomlSection r(root["train"].as_table(), "train");
+  r.Read("rounds", &x->rounds);
+  r.Read("batch_size", &x->batch_size);
+  r.Read("eval_every", &x->eval_every);
+  r.Read("log_every", &x->log_every);
+  r.Read("seed", &x->seed);
+  r.Read("momentum", &x->momentum);
+  r.Read("step_delay_ms", &x->step_delay_ms);
+  return r.Finish();
+}
+
+Status ReadTables(const toml::table& root, TablesConfig* x) {
+  TomlSection r(root["tables"].as_table(), "tables");
+  r.Read("dense_row_dim", &x->dense_row_dim);
+  r.Read("dense_init_scale", &x->dense_init_scale);
+  r.Read("embedding_init_scale", &x->embedding_init_scale);
+  r.Read("seed", &x->seed);
+  r.Read("parallel_min_update", &x->parallel_min_update);
+  r.Read("parallel_min_lookup", &x->parallel_min_lookup);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  if (x->parallel_min_update < 1 || x->parallel_min_lookup < 1) {
+    return InvalidArgument(
+        "tables.parallel_min_update and tables.parallel_min_lookup must be >= 1 (keys per call)");
+  }
+  return Status::Ok();
+}
+
+Status ReadAggregator(const toml::table& root, AggregatorConfig* x) {
+  TomlSection r(root["aggregator"].as_table(), "aggregator");
+  r.Read("name", &x->name);
+  r.Read("f", &x->f);
+  r.ReadRemainingNumbers(&x->params);
+  return r.Finish();
+}
+
+Status ReadByzantine(const toml::table& root, ByzantineConfig* x) {
+  const toml::table* bt = root["byzantine"].as_table();
+  TomlSection r(bt, "byzantine");
+  r.Read("count", &x->count);
+  r.Read("attack", &x->attack);
+  r.Read("from_round", &x->from_round);
+  r.Read("scale", &x->scale);
+  r.Read("sigma", &x->sigma);
+  r.Read("tau", &x->tau);
+  r.Read("estimate_batches", &x->estimate_batches);
+  r.Read("omniscient", &x->omniscient);
+  r.Read("mimic_target", &x->mimic_target);
+  r.Read("line_search_evals", &x->line_search_evals);
+  if (bt) {
+    if (const toml::node* ranks = bt->get("ranks")) {
+      const toml::array* arr = ranks->as_array();
+      if (!arr) return InvalidArgument("byzantine.ranks must be an array of integers");
+      for (const auto& e : *arr) {
+        auto v = e.value<int64_t>();
+        if (!v || *v < 0) return InvalidArgument("byzantine.ranks must hold ranks >= 0");
+        x->ranks.push_back(static_cast<int>(*v));
+      }
+      r.MarkUsed("ranks");
+    }
+  }
+  return r.Finish();
+}
+
+Result<FaultConfig> ReadFault(const toml::table* t, const std::string& name) {
+  TomlSection r(t, name);
+  FaultConfig f;
+  auto opt = [&](const char* key, auto* out) {
+    if (!t->get(key)) return;
+    typename std::remove_reference_t<decltype(*out)>::value_type v{};
+    r.Read(key, &v);
+    *out = v;
+  };
+  r.Read("kind", &f.kind);
+  r.Read("node", &f.node);
+  r.Read("peer", &f.peer);
+  opt("at_round", &f.at_round);
+  opt("until_round", &f.until_round);
+  opt("at_s", &f.at_s);
+  opt("until_s", &f.until_s);
+  r.Read("attack", &f.attack);
+  opt("restart_after_s", &f.restart_after_s);
+  opt("step_delay_ms", &f.step_delay_ms);
+  opt("delay_ms", &f.delay_ms);
+  opt("jitter_ms", &f.jitter_ms);
+  opt("loss_pct", &f.loss_pct);
+  opt("rate_kbit", &f.rate_kbit);
+  r.Read("direction", &f.direction);
+  r.Read("via", &f.via);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  return f;
+}
+
+Status ReadFaults(const toml::table& root, std::vector<FaultConfig>* out) {
+  const toml::node* faults = root.get("faults");
+  if (!faults) return Status::Ok();
+  const toml::array* arr = faults->as_array();
+  if (!arr) return InvalidArgument("faults must be an array of tables: write [[faults]] entries");
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::table* t = arr->get(i)->as_table();
+    std::string name = "faults[" + std::to_string(i) + "]";
+    if (!t) return InvalidArgument(name + " must be a table");
+    PHX_ASSIGN_OR_RETURN(FaultConfig f, ReadFault(t, name));
+    out->push_back(f);
+  }
+  return Status::Ok();
+}
+
+Status ReadCheckpoint(const toml::table& root, CheckpointConfig* x) {
+  TomlSection r(root["checkpoint"].as_table(), "checkpoint");
+  r.Read("dir", &x->dir);
+  r.Read("every_rounds", &x->every_rounds);
+  r.Read("every_seconds", &x->every_seconds);
+  r.Read("keep", &x->keep);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  if (x->every_rounds < 0) return InvalidArgument("checkpoint.every_rounds must not be negative");
+  if (!(x->every_seconds >= 0) || !std::isfinite(x->every_seconds)) {
+    return InvalidArgument("checkpoint.every_seconds must be a number >= 0");
+  }
+  if (x->keep < 1) return InvalidArgument("checkpoint.keep must be >= 1");
+  if (!x->dir.empty() && x->every_rounds == 0 && x->every_seconds == 0) {
+    return InvalidArgument(
+        "checkpoint.dir is set but neither checkpoint.every_rounds nor "
+        "checkpoint.every_seconds is");
+  }
+  return Status::Ok();
+}
+
+// Ranges only; algorithm names and combinations: launch/cli/federated_live.h.
+Status CheckFederated(const FederatedConfig& x) {
+  if (x.clients < 1) return InvalidArgument("federated.clients must be >= 1");
+  if (x.local_steps < 1) return InvalidArgument("federated.local_steps must be >= 1");
+  if (x.batch_size < 1) return InvalidArgument("federated.batch_size must be >= 1");
+  if (!(x.learning_rate > 0) || !std::isfinite(x.learning_rate)) {
+    return InvalidArgument("federated.learning_rate must be a positive number");
+  }
+  if (!(x.alpha > 0) || !std::isfinite(x.alpha)) {
+    return InvalidArgument("federated.alpha (Dirichlet concentration) must be > 0");
+  }
+  if (x.samples_per_client < 0) return InvalidArgument("federated.samples_per_client >= 0");
+  if (!(x.time_unit_ms > 0) || !std::isfinite(x.time_unit_ms)) {
+    return InvalidArgument("federated.time_unit_ms must be > 0");
+  }
+  if (!(x.duration_s > 0) || !std::isfinite(x.duration_s)) {
+    return InvalidArgument("federated.duration_s must be > 0");
+  }
+  if (!(x.eval_every_s > 0) || !std::isfinite(x.eval_every_s)) {
+    return InvalidArgument("federated.eval_every_s must be > 0");
+  }
+  return Status::Ok();
+}
+
+Status ReadFederated(const toml::table& root, FederatedConfig* x) {
+  TomlSection r(root["federated"].as_table(), "federated");
+  r.Read("algorithm", &x->algorithm);
+  r.Read("server_lr", &x->server_lr);
+  r.Read("weights", &x->weights);
+  r.Read("buffer_size", &x->buffer_size);
+  r.Read("window", &x->window);
+  r.Read("mix_alpha", &x->mix_alpha);
+  r.Read("staleness", &x->staleness);
+  r.Read("staleness_a", &x->staleness_a);
+  r.Read("staleness_b", &x->staleness_b);
+  r.Read("max_staleness", &x->max_staleness);
+  r.Read("redispatch", &x->redispatch);
+  r.Read("rule", &x->rule);
+  r.Read("f", &x->f);
+  r.Read("clients", &x->clients);
+  r.Read("local_steps", &x->local_steps);
+  r.Read("batch_size", &x->batch_size);
+  r.Read("learning_rate", &x->learning_rate);
+  r.Read("partition", &x->partition);
+  r.Read("alpha", &x->alpha);
+  r.Read("partition_seed", &x->partition_seed);
+  r.Read("samples_per_client", &x->samples_per_client);
+  r.Read("speed", &x->speed);
+  r.Read("time_unit_ms", &x->time_unit_ms);
+  r.Read("duration_s", &x->duration_s);
+  r.Read("eval_every_s", &x->eval_every_s);
+  PHX_RETURN_IF_ERROR(r.Finish());
+  return CheckFederated(*x);
 }
 
 }  // namespace
@@ -154,237 +416,28 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
     return InvalidArgument(os.str());
   }
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyTomlOverride(root, o));
-
-  static const std::set<std::string> kSections = {
-      "cluster", "data",       "model",     "train",      "optimizer", "embedding_optimizer",
-      "tables",  "aggregator", "byzantine", "checkpoint", "federated"};
-  for (const auto& [k, node] : root) {
-    std::string key(k.str());
-    if (key == "faults") continue;  // [[faults]]: an array of tables, read below
-    if (!kSections.count(key)) return InvalidArgument("unknown config section '" + key + "'");
-    if (!node.is_table()) return InvalidArgument("config section '" + key + "' must be a table");
-  }
+  PHX_RETURN_IF_ERROR(CheckSections(root));
 
   JobConfig c;
-  {
-    TomlSection r(root["cluster"].as_table(), "cluster");
-    auto& x = c.cluster;
-    r.Read("servers", &x.servers);
-    r.Read("workers", &x.workers);
-    r.Read("mode", &x.mode);
-    r.Read("host", &x.host);
-    r.Read("num_slots", &x.num_slots);
-    r.Read("heartbeat_ms", &x.heartbeat_ms);
-    r.Read("heartbeat_timeout_ms", &x.heartbeat_timeout_ms);
-    r.Read("register_timeout_ms", &x.register_timeout_ms);
-    r.Read("formation_timeout_ms", &x.formation_timeout_ms);
-    r.Read("round_timeout_ms", &x.round_timeout_ms);
-    r.Read("request_timeout_ms", &x.request_timeout_ms);
-    r.Read("tolerate_worker_failures", &x.tolerate_worker_failures);
-    r.Read("http", &x.http);
-    r.Read("checksum", &x.checksum);
-    r.Read("max_part_bytes", &x.max_part_bytes);
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
-  {
-    TomlSection r(root["data"].as_table(), "data");
-    auto& x = c.data;
-    r.Read("dataset", &x.dataset);
-    r.Read("path", &x.path);
-    r.Read("test_path", &x.test_path);
-    r.Read("seed", &x.seed);
-    r.Read("test_fraction", &x.test_fraction);
-    r.Read("max_train", &x.max_train);
-    r.Read("max_test", &x.max_test);
-    r.Read("partition", &x.partition);
-    r.Read("dirichlet_alpha", &x.dirichlet_alpha);
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
-  {
-    TomlSection r(root["model"].as_table(), "model");
-    auto& x = c.model;
-    r.Read("kind", &x.kind);
-    r.Read("hidden", &x.hidden);
-    r.Read("embedding_dim", &x.embedding_dim);
-    r.Read("l2", &x.l2);
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
-  {
-    TomlSection r(root["train"].as_table(), "train");
-    auto& x = c.train;
-    r.Read("rounds", &x.rounds);
-    r.Read("batch_size", &x.batch_size);
-    r.Read("eval_every", &x.eval_every);
-    r.Read("log_every", &x.log_every);
-    r.Read("seed", &x.seed);
-    r.Read("momentum", &x.momentum);
-    r.Read("step_delay_ms", &x.step_delay_ms);
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
+  PHX_RETURN_IF_ERROR(ReadCluster(root, &c.cluster));
+  PHX_RETURN_IF_ERROR(ReadData(root, &c.data));
+  PHX_RETURN_IF_ERROR(ReadModel(root, &c.model));
+  PHX_RETURN_IF_ERROR(ReadTrain(root, &c.train));
   PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
   c.embedding_optimizer = c.optimizer;
   if (root["embedding_optimizer"].as_table()) {
     c.has_embedding_optimizer = true;
     PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer));
   }
-  {
-    TomlSection r(root["tables"].as_table(), "tables");
-    auto& x = c.tables;
-    r.Read("dense_row_dim", &x.dense_row_dim);
-    r.Read("dense_init_scale", &x.dense_init_scale);
-    r.Read("embedding_init_scale", &x.embedding_init_scale);
-    r.Read("seed", &x.seed);
-    r.Read("parallel_min_update", &x.parallel_min_update);
-    r.Read("parallel_min_lookup", &x.parallel_min_lookup);
-    PHX_RETURN_IF_ERROR(r.Finish());
-    if (x.parallel_min_update < 1 || x.parallel_min_lookup < 1) {
-      return InvalidArgument(
-          "tables.parallel_min_update and tables.parallel_min_lookup must be >= 1 (keys per call)");
-    }
-  }
-  {
-    TomlSection r(root["aggregator"].as_table(), "aggregator");
-    auto& x = c.aggregator;
-    r.Read("name", &x.name);
-    r.Read("f", &x.f);
-    r.ReadRemainingNumbers(&x.params);
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
-  {
-    const toml::table* bt = root["byzantine"].as_table();
-    TomlSection r(bt, "byzantine");
-    auto& x = c.byzantine;
-    r.Read("count", &x.count);
-    r.Read("attack", &x.attack);
-    r.Read("from_round", &x.from_round);
-    r.Read("scale", &x.scale);
-    r.Read("sigma", &x.sigma);
-    r.Read("tau", &x.tau);
-    r.Read("estimate_batches", &x.estimate_batches);
-    r.Read("omniscient", &x.omniscient);
-    r.Read("mimic_target", &x.mimic_target);
-    r.Read("line_search_evals", &x.line_search_evals);
-    if (bt) {
-      if (const toml::node* ranks = bt->get("ranks")) {
-        const toml::array* arr = ranks->as_array();
-        if (!arr) return InvalidArgument("byzantine.ranks must be an array of integers");
-        for (const auto& e : *arr) {
-          auto v = e.value<int64_t>();
-          if (!v || *v < 0) return InvalidArgument("byzantine.ranks must hold ranks >= 0");
-          x.ranks.push_back(static_cast<int>(*v));
-        }
-        r.MarkUsed("ranks");
-      }
-    }
-    PHX_RETURN_IF_ERROR(r.Finish());
-  }
-  if (const toml::node* faults = root.get("faults")) {
-    const toml::array* arr = faults->as_array();
-    if (!arr) return InvalidArgument("faults must be an array of tables: write [[faults]] entries");
-    for (size_t i = 0; i < arr->size(); ++i) {
-      const toml::table* t = arr->get(i)->as_table();
-      std::string name = "faults[" + std::to_string(i) + "]";
-      if (!t) return InvalidArgument(name + " must be a table");
-      TomlSection r(t, name);
-      FaultConfig f;
-      auto opt = [&](const char* key, auto* out) {
-        if (!t->get(key)) return;
-        typename std::remove_reference_t<decltype(*out)>::value_type v{};
-        r.Read(key, &v);
-        *out = v;
-      };
-      r.Read("kind", &f.kind);
-      r.Read("node", &f.node);
-      r.Read("peer", &f.peer);
-      opt("at_round", &f.at_round);
-      opt("until_round", &f.until_round);
-      opt("at_s", &f.at_s);
-      opt("until_s", &f.until_s);
-      r.Read("attack", &f.attack);
-      opt("restart_after_s", &f.restart_after_s);
-      opt("step_delay_ms", &f.step_delay_ms);
-      opt("delay_ms", &f.delay_ms);
-      opt("jitter_ms", &f.jitter_ms);
-      opt("loss_pct", &f.loss_pct);
-      opt("rate_kbit", &f.rate_kbit);
-      r.Read("direction", &f.direction);
-      r.Read("via", &f.via);
-      PHX_RETURN_IF_ERROR(r.Finish());
-      c.faults.push_back(f);
-    }
-  }
+  PHX_RETURN_IF_ERROR(ReadTables(root, &c.tables));
+  PHX_RETURN_IF_ERROR(ReadAggregator(root, &c.aggregator));
+  PHX_RETURN_IF_ERROR(ReadByzantine(root, &c.byzantine));
+  PHX_RETURN_IF_ERROR(ReadFaults(root, &c.faults));
   if (c.train.step_delay_ms < 0 || c.train.step_delay_ms > 600000) {
     return InvalidArgument("train.step_delay_ms must be in [0, 600000]");
   }
-  {
-    TomlSection r(root["checkpoint"].as_table(), "checkpoint");
-    auto& x = c.checkpoint;
-    r.Read("dir", &x.dir);
-    r.Read("every_rounds", &x.every_rounds);
-    r.Read("every_seconds", &x.every_seconds);
-    r.Read("keep", &x.keep);
-    PHX_RETURN_IF_ERROR(r.Finish());
-    if (x.every_rounds < 0) return InvalidArgument("checkpoint.every_rounds must not be negative");
-    if (!(x.every_seconds >= 0) || !std::isfinite(x.every_seconds)) {
-      return InvalidArgument("checkpoint.every_seconds must be a number >= 0");
-    }
-    if (x.keep < 1) return InvalidArgument("checkpoint.keep must be >= 1");
-    if (!x.dir.empty() && x.every_rounds == 0 && x.every_seconds == 0) {
-      return InvalidArgument(
-          "checkpoint.dir is set but neither checkpoint.every_rounds nor "
-          "checkpoint.every_seconds is");
-    }
-  }
-  {
-    TomlSection r(root["federated"].as_table(), "federated");
-    auto& x = c.federated;
-    r.Read("algorithm", &x.algorithm);
-    r.Read("server_lr", &x.server_lr);
-    r.Read("weights", &x.weights);
-    r.Read("buffer_size", &x.buffer_size);
-    r.Read("window", &x.window);
-    r.Read("mix_alpha", &x.mix_alpha);
-    r.Read("staleness", &x.staleness);
-    r.Read("staleness_a", &x.staleness_a);
-    r.Read("staleness_b", &x.staleness_b);
-    r.Read("max_staleness", &x.max_staleness);
-    r.Read("redispatch", &x.redispatch);
-    r.Read("rule", &x.rule);
-    r.Read("f", &x.f);
-    r.Read("clients", &x.clients);
-    r.Read("local_steps", &x.local_steps);
-    r.Read("batch_size", &x.batch_size);
-    r.Read("learning_rate", &x.learning_rate);
-    r.Read("partition", &x.partition);
-    r.Read("alpha", &x.alpha);
-    r.Read("partition_seed", &x.partition_seed);
-    r.Read("samples_per_client", &x.samples_per_client);
-    r.Read("speed", &x.speed);
-    r.Read("time_unit_ms", &x.time_unit_ms);
-    r.Read("duration_s", &x.duration_s);
-    r.Read("eval_every_s", &x.eval_every_s);
-    PHX_RETURN_IF_ERROR(r.Finish());
-    // Ranges only; algorithm names and combinations: launch/cli/federated_live.h.
-    if (x.clients < 1) return InvalidArgument("federated.clients must be >= 1");
-    if (x.local_steps < 1) return InvalidArgument("federated.local_steps must be >= 1");
-    if (x.batch_size < 1) return InvalidArgument("federated.batch_size must be >= 1");
-    if (!(x.learning_rate > 0) || !std::isfinite(x.learning_rate)) {
-      return InvalidArgument("federated.learning_rate must be a positive number");
-    }
-    if (!(x.alpha > 0) || !std::isfinite(x.alpha)) {
-      return InvalidArgument("federated.alpha (Dirichlet concentration) must be > 0");
-    }
-    if (x.samples_per_client < 0) return InvalidArgument("federated.samples_per_client >= 0");
-    if (!(x.time_unit_ms > 0) || !std::isfinite(x.time_unit_ms)) {
-      return InvalidArgument("federated.time_unit_ms must be > 0");
-    }
-    if (!(x.duration_s > 0) || !std::isfinite(x.duration_s)) {
-      return InvalidArgument("federated.duration_s must be > 0");
-    }
-    if (!(x.eval_every_s > 0) || !std::isfinite(x.eval_every_s)) {
-      return InvalidArgument("federated.eval_every_s must be > 0");
-    }
-  }
+  PHX_RETURN_IF_ERROR(ReadCheckpoint(root, &c.checkpoint));
+  PHX_RETURN_IF_ERROR(ReadFederated(root, &c.federated));
   if (c.data.path.empty()) {
     if (c.data.dataset == "fashion-mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
     if (c.data.dataset == "spam-assassin") c.data.path = "data/spam-assassin/data";
@@ -404,11 +457,8 @@ std::vector<int> ByzantineRanks(const JobConfig& config) {
 }
 
 Result<JobConfig> LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open config file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto r = ParseConfig(ss.str(), overrides);
+  PHX_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path, "config file"));
+  auto r = ParseConfig(text, overrides);
   if (!r.ok()) return r.status().WithContext(path);
   r->source = path;
   return r;

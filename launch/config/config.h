@@ -34,6 +34,10 @@ struct ClusterConfig {
   // Largest payload of one pull/push message; larger requests go out as
   // pipelined parts (worker::ClientOptions::max_part_bytes). 0 = never split.
   int64_t max_part_bytes = int64_t{1} << 20;
+  // `phalanx launch local` estimates the job's memory (launch/cluster/
+  // memory_estimate.h) and refuses a job that cannot fit in MemAvailable;
+  // true skips that check.
+  bool skip_memory_check = false;
 };
 
 struct DataConfig {

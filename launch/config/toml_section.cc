@@ -1,5 +1,7 @@
 #include "launch/config/toml_section.h"
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 namespace phalanx {
@@ -83,6 +85,19 @@ Status ApplyTomlOverride(toml::table& root, const std::string& item) {
   }
   sec->insert_or_assign(key, *parsed.get("v"));
   return Status::Ok();
+}
+
+Result<std::string> ReadConfigFile(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return InvalidArgument(what + " '" + path + "' is a directory; --config takes a TOML file");
+  }
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open " + what + " '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return NotFound("cannot read " + what + " '" + path + "'");
+  return ss.str();
 }
 
 }  // namespace phalanx

@@ -88,4 +88,10 @@ class TomlSection {
 // and the bare words nan/inf (attack names, never numbers here), is a string.
 Status ApplyTomlOverride(toml::table& root, const std::string& item);
 
+// The text of the config file at `path` (`what` names it in errors: "config
+// file", "simulation config"). NotFound when it does not exist or cannot be
+// read, InvalidArgument for a directory, so a mistyped --config never runs
+// the built-in defaults.
+Result<std::string> ReadConfigFile(const std::string& path, const std::string& what);
+
 }  // namespace phalanx

@@ -3,7 +3,6 @@
 #include <toml++/toml.h>
 
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -274,11 +273,8 @@ Result<SimConfig> ParseSimConfig(const std::string& text,
 
 Result<SimConfig> LoadSimConfig(const std::string& path,
                                 const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open simulation config '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto r = ParseSimConfig(ss.str(), overrides);
+  PHX_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path, "simulation config"));
+  auto r = ParseSimConfig(text, overrides);
   if (!r.ok()) return r.status().WithContext(path);
   r->source = path;
   return r;
