@@ -152,6 +152,7 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.checkpoint.keep = config.checkpoint.keep;
   o.restore = restore;
   o.num_servers = static_cast<uint32_t>(config.cluster.servers);
+  o.num_workers = config.cluster.workers;  // the server refuses a rule that cannot run on them
   if (config.cluster.mode == "federated") {
     PHX_ASSIGN_OR_RETURN(o.federated, FederatedShardOptionsFor(config));
   }
