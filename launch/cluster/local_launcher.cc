@@ -227,6 +227,33 @@ Status PrepareRunFolder(const LaunchOptions& options) {
   return Status::Ok();
 }
 
+// A job with checkpoints whose directory cannot be made or written would run
+// to a normal-looking end with every snapshot failing: refuse it up front
+// (issue 13, item 6) by creating the directory and writing a probe file.
+Status CheckCheckpointDir(const JobConfig& config) {
+  const std::string& dir = config.checkpoint.dir;
+  if (dir.empty()) return Status::Ok();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    return FailedPrecondition("checkpoint.dir '" + dir + "' cannot be created (" +
+                              (ec ? ec.message() : std::string("not a directory")) +
+                              "): the servers could not write snapshots");
+  }
+  const fs::path probe = fs::path(dir) / ".phalanx-write-probe";
+  {
+    std::ofstream f(probe);
+    f << "probe\n";
+    f.flush();
+    if (!f) {
+      return FailedPrecondition("checkpoint.dir '" + dir +
+                                "' is not writable: the servers could not write snapshots");
+    }
+  }
+  fs::remove(probe, ec);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic<bool>* stop) {
@@ -246,6 +273,7 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
       spdlog::warn("memory check skipped: {}", available.status().ToString());
     }
   }
+  PHX_RETURN_IF_ERROR(CheckCheckpointDir(config));
   PHX_RETURN_IF_ERROR(PrepareRunFolder(options));
   LocalRun run(options, std::move(config), std::move(schedule), stop);
   return run.Run();

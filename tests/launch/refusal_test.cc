@@ -205,3 +205,27 @@ TEST(MemoryEstimateTest, JobThatCannotFitIsRefusedNamingTheFigures) {
 
 }  // namespace
 }  // namespace phalanx::launch
+
+namespace phalanx::launch {
+namespace {
+
+// Issue 13, item 6 (in part): a checkpoint directory that cannot be created is
+// refused before anything starts, instead of every snapshot failing quietly.
+TEST(RefusalTest, CheckpointDirThatCannotBeCreatedIsRefused) {
+  fs::path dir = testutil::TempDir("ckpt-refusal");
+  const fs::path file = dir / "a-file";
+  std::ofstream(file) << "x";
+  std::string err;
+  const std::string bad = (file / "ckpt").string();  // a directory under a regular file
+  EXPECT_EQ(RunPhalanx({"launch", "local", "--config", Config("fashion-mnist-softmax"), "--out",
+                        (dir / "o").string(), "--set", "checkpoint.dir=\"" + bad + "\"", "--set",
+                        "checkpoint.every_rounds=100"},
+                       dir, &err),
+            1);
+  EXPECT_NE(err.find("checkpoint.dir"), std::string::npos) << err;
+  EXPECT_NE(err.find(bad), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir / "o" / "logs")) << "nothing may start";
+}
+
+}  // namespace
+}  // namespace phalanx::launch
