@@ -10,6 +10,7 @@
 #include <numeric>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 #include "worker/internal/file_reader.h"
 #include "worker/internal/mail_tokenizer.h"
@@ -338,6 +339,22 @@ Dataset SubsetDataset(const Dataset& data, const std::vector<size_t>& idx) {
     if (!data.values.empty()) out.values.push_back(data.values[i]);
   }
   return out;
+}
+
+void KeepShard(Dataset* data, std::vector<size_t>* shard) {
+  Dataset kept = SubsetDataset(*data, *shard);
+  // Swapping in the copy frees the full set's buffers at once.
+  *data = std::move(kept);
+  std::iota(shard->begin(), shard->end(), size_t{0});
+}
+
+void ReleaseExamples(Dataset* data) {
+  // Swapping with empty vectors, unlike clear() or `= {}`, returns the memory.
+  auto release = [](auto& v) { std::remove_reference_t<decltype(v)>().swap(v); };
+  release(data->labels);
+  release(data->features);
+  release(data->ids);
+  release(data->values);
 }
 
 }  // namespace phalanx::worker
