@@ -59,10 +59,14 @@ worker::ModelOptions ToModel(const JobConfig& c, const worker::Dataset& train) {
   return m;
 }
 
-Result<worker::TrainTest> LoadData(const JobConfig& c) {
+// Reads the job's data set. Fashion-MNIST without `pixels` comes without its
+// images (LoadFashionMnistLabels): a worker reads those of its own shard once
+// it knows it (KeepWorkerData), so it never holds the whole set.
+Result<worker::TrainTest> LoadData(const JobConfig& c, bool pixels) {
   worker::TrainTest tt;
   if (c.data.dataset == "fashion-mnist") {
-    PHX_ASSIGN_OR_RETURN(tt, worker::LoadFashionMnist(c.data.path));
+    PHX_ASSIGN_OR_RETURN(tt, pixels ? worker::LoadFashionMnist(c.data.path)
+                                    : worker::LoadFashionMnistLabels(c.data.path));
   } else if (c.data.dataset == "spam-assassin") {
     worker::SpamOptions so;
     so.seed = c.data.seed;
@@ -78,6 +82,31 @@ Result<worker::TrainTest> LoadData(const JobConfig& c) {
   worker::TruncateDataset(&tt.train, static_cast<size_t>(c.data.max_train));
   worker::TruncateDataset(&tt.test, static_cast<size_t>(c.data.max_test));
   return tt;
+}
+
+bool HasPixels(const worker::Dataset& d) { return d.features.size() == d.size() * d.feature_dim; }
+
+// Keeps of `data` what a worker needs: the examples *shard names (renumbered
+// 0..k-1, the same examples in the same order) and the test split only when
+// it `evaluates`. A set read without pixels gets those of the kept examples.
+Status KeepWorkerData(const JobConfig& c, bool evaluates, worker::TrainTest* data,
+                      std::vector<size_t>* shard) {
+  if (HasPixels(data->train)) {
+    worker::KeepShard(&data->train, shard);
+  } else {
+    PHX_ASSIGN_OR_RETURN(data->train,
+                         worker::LoadFashionMnistRows(c.data.path, "train", data->train, *shard));
+    std::iota(shard->begin(), shard->end(), size_t{0});
+  }
+  if (!evaluates) {
+    worker::ReleaseExamples(&data->test);
+  } else if (!HasPixels(data->test)) {
+    std::vector<size_t> all(data->test.size());
+    std::iota(all.begin(), all.end(), size_t{0});
+    PHX_ASSIGN_OR_RETURN(data->test,
+                         worker::LoadFashionMnistRows(c.data.path, "t10k", data->test, all));
+  }
+  return Status::Ok();
 }
 
 // The example indices (into `train`) worker `rank` of `world` trains on.
@@ -152,7 +181,9 @@ Status EvaluateIfEvaluatorLost(const JobConfig& config, worker::Client* client,
   if (lowest_live != client->rank()) return Status::Ok();
   spdlog::warn("worker {}: the evaluator (rank 0) is gone; evaluating the final model",
                client->rank());
-  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config));
+  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config, /*pixels=*/false));
+  std::vector<size_t> no_training;
+  PHX_RETURN_IF_ERROR(KeepWorkerData(config, /*evaluates=*/true, &data, &no_training));
   // Synchronous: the model after the last round; asynchronous: the current one.
   const int64_t want = config.cluster.mode == "sync" ? config.train.rounds : 0;
   auto acc = EvaluateOnce(config, client, model, data.test, want);
@@ -258,8 +289,11 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
                  const std::atomic<bool>* stop) {
   (void)stop;
   auto t0 = std::chrono::steady_clock::now();
-  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config));
-  spdlog::info("worker: loaded {} train / {} test examples in {:.2f}s", data.train.size(),
+  // The live federated mode's clients sample the whole training set; the
+  // other modes read only the labels here and their shard's pixels below.
+  const bool federated = config.cluster.mode == "federated";
+  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config, /*pixels=*/federated));
+  spdlog::info("worker: read {} train / {} test labels in {:.2f}s", data.train.size(),
                data.test.size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   PHX_ASSIGN_OR_RETURN(auto model, worker::CreateModel(ToModel(config, data.train)));
@@ -297,17 +331,19 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   }
   int world = client->view().live_workers();
   int my_rank = client->rank();
-  // Only the evaluator keeps the test split (the federated mode evaluates on
-  // rank 0 too); the others load it if they must stand in for a lost rank 0.
-  if (my_rank != 0) worker::ReleaseExamples(&data.test);
-  if (config.cluster.mode == "federated") {
+  // Only the evaluator, rank 0 (in the federated mode too), keeps the test
+  // split; another rank loads it if it must stand in for a lost rank 0.
+  if (federated) {
+    if (my_rank != 0) worker::ReleaseExamples(&data.test);
     return RunFederatedClients(config, data, *model, client.get(), my_rank, out);
   }
   PHX_ASSIGN_OR_RETURN(std::vector<size_t> shard, WorkerShard(config, data.train, my_rank, world));
   // From here on the worker holds only its own examples.
-  worker::KeepShard(&data.train, &shard);
-  spdlog::info("worker: keeps {} training examples (its shard){}", data.train.size(),
-               my_rank == 0 ? " and the test split" : "");
+  t0 = std::chrono::steady_clock::now();
+  PHX_RETURN_IF_ERROR(KeepWorkerData(config, my_rank == 0, &data, &shard));
+  spdlog::info("worker: keeps {} training examples (its shard) and {} test examples ({:.2f}s)",
+               data.train.size(), data.test.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   worker::TrainerOptions to = TrainerOptionsFor(config);
   to.evaluate = my_rank == 0;
   // Trainer's own stand-in evaluation needs the test split, which this rank
