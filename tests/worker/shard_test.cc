@@ -94,5 +94,35 @@ TEST(KeepShardTest, FashionMnistIidAndDirichletShards) {
   ExpectKeepsShard(tt->train, std::vector<size_t>(idx.begin(), idx.end()));
 }
 
+// A worker reads labels first and then only its shard's pixels: the result
+// must be the full load's subset, example for example.
+TEST(KeepShardTest, FashionMnistRowsAreTheFullSetsSubset) {
+  const TrainTest* tt = testing::FashionMnist();
+  PHX_REQUIRE_DATA(tt);
+  auto labels = LoadFashionMnistLabels(kDefaultFashionMnistDir);
+  ASSERT_TRUE(labels.ok()) << labels.status().ToString();
+  EXPECT_TRUE(labels->train.features.empty());
+  EXPECT_EQ(labels->train.labels, tt->train.labels);
+  EXPECT_EQ(labels->train.feature_dim, 784u);
+  EXPECT_EQ(labels->test.labels, tt->test.labels);
+  for (const std::vector<size_t>& idx :
+       {ShardIndices(tt->train.size(), 7, 64, 1), std::vector<size_t>{59999, 0, 0, 512, 511}}) {
+    auto rows = LoadFashionMnistRows(kDefaultFashionMnistDir, "train", labels->train, idx);
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    ASSERT_EQ(rows->size(), idx.size());
+    EXPECT_EQ(rows->features.size(), idx.size() * 784);
+    for (size_t j = 0; j < idx.size(); ++j) ExpectSameExample(tt->train, idx[j], *rows, j);
+  }
+  // A truncated labels-only set (data.max_test) bounds the indices.
+  Dataset test = labels->test;
+  TruncateDataset(&test, 100);
+  EXPECT_TRUE(test.features.empty());
+  auto rows = LoadFashionMnistRows(kDefaultFashionMnistDir, "t10k", test, {99, 3});
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ExpectSameExample(tt->test, 99, *rows, 0);
+  EXPECT_EQ(LoadFashionMnistRows(kDefaultFashionMnistDir, "t10k", test, {100}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace phalanx::worker
