@@ -10,6 +10,7 @@
 #include <numeric>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 #include "worker/internal/file_reader.h"
 #include "worker/internal/mail_tokenizer.h"
@@ -40,26 +41,26 @@ Result<IdxArray> LoadIdx(const std::string& dir, const std::string& base, size_t
   return internal::ParseIdx(std::move(bytes), rank, path);
 }
 
-// One split ("train" or "t10k") of Fashion-MNIST.
-Result<Dataset> LoadFashionSplit(const std::string& dir, const std::string& split) {
-  const std::string images_base = split + "-images-idx3-ubyte";
-  const std::string labels_base = split + "-labels-idx1-ubyte";
-  PHX_ASSIGN_OR_RETURN(IdxArray images, LoadIdx(dir, images_base, 3));
-  PHX_ASSIGN_OR_RETURN(IdxArray labels, LoadIdx(dir, labels_base, 1));
-  const size_t n = images.dims[0];
+// One split ("train" or "t10k") of Fashion-MNIST without its pixels: the
+// labels, checked against the image file's header.
+Result<Dataset> LoadFashionLabels(const std::string& dir, const std::string& split) {
+  PHX_ASSIGN_OR_RETURN(std::string images_path, FindIdxFile(dir, split + "-images-idx3-ubyte"));
+  PHX_ASSIGN_OR_RETURN(auto images, internal::IdxStream::Open(images_path, 3));
+  PHX_ASSIGN_OR_RETURN(IdxArray labels, LoadIdx(dir, split + "-labels-idx1-ubyte", 1));
+  const size_t n = images->dims()[0];
   if (labels.dims[0] != n) {
     return DataLoss("Fashion-MNIST " + split + ": " + std::to_string(n) + " images in " +
-                    images.path + " but " + std::to_string(labels.dims[0]) + " labels in " +
+                    images_path + " but " + std::to_string(labels.dims[0]) + " labels in " +
                     labels.path);
   }
-  if (images.dims[1] == 0 || images.dims[2] == 0) {
-    return DataLoss("Fashion-MNIST " + split + ": empty image dimensions in " + images.path);
+  if (images->record_bytes() == 0) {
+    return DataLoss("Fashion-MNIST " + split + ": empty image dimensions in " + images_path);
   }
   constexpr size_t kClasses = 10;
   Dataset out;
   out.name = "fashion-mnist-" + split;
   out.num_classes = kClasses;
-  out.feature_dim = size_t{images.dims[1]} * images.dims[2];
+  out.feature_dim = images->record_bytes();
   out.labels.resize(n);
   for (size_t i = 0; i < n; ++i) {
     if (labels.data[i] >= kClasses) {
@@ -68,10 +69,6 @@ Result<Dataset> LoadFashionSplit(const std::string& dir, const std::string& spli
     }
     out.labels[i] = labels.data[i];
   }
-  out.features.resize(images.data.size());
-  constexpr float kScale = 1.0f / 255.0f;
-  std::transform(images.data.begin(), images.data.end(), out.features.begin(),
-                 [](uint8_t p) { return static_cast<float>(p) * kScale; });
   return out;
 }
 
@@ -117,16 +114,75 @@ constexpr size_t kMaxLibsvmClasses = 10000;
 }  // namespace
 
 Result<TrainTest> LoadFashionMnist(const std::string& dir) {
+  PHX_ASSIGN_OR_RETURN(TrainTest labels, LoadFashionMnistLabels(dir));
+  std::vector<size_t> all_train(labels.train.size()), all_test(labels.test.size());
+  std::iota(all_train.begin(), all_train.end(), size_t{0});
+  std::iota(all_test.begin(), all_test.end(), size_t{0});
+  TrainTest out;
+  PHX_ASSIGN_OR_RETURN(out.train, LoadFashionMnistRows(dir, "train", labels.train, all_train));
+  PHX_ASSIGN_OR_RETURN(out.test, LoadFashionMnistRows(dir, "t10k", labels.test, all_test));
+  return out;
+}
+
+Result<TrainTest> LoadFashionMnistLabels(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return NotFound("Fashion-MNIST directory " + dir + " not found" + kSetupHint);
   }
   TrainTest out;
-  PHX_ASSIGN_OR_RETURN(out.train, LoadFashionSplit(dir, "train"));
-  PHX_ASSIGN_OR_RETURN(out.test, LoadFashionSplit(dir, "t10k"));
+  PHX_ASSIGN_OR_RETURN(out.train, LoadFashionLabels(dir, "train"));
+  PHX_ASSIGN_OR_RETURN(out.test, LoadFashionLabels(dir, "t10k"));
   if (out.train.feature_dim != out.test.feature_dim) {
     return DataLoss("Fashion-MNIST train and test images differ in size in " + dir);
   }
+  return out;
+}
+
+Result<Dataset> LoadFashionMnistRows(const std::string& dir, const std::string& split,
+                                     const Dataset& labels, const std::vector<size_t>& idx) {
+  PHX_ASSIGN_OR_RETURN(std::string path, FindIdxFile(dir, split + "-images-idx3-ubyte"));
+  PHX_ASSIGN_OR_RETURN(auto images, internal::IdxStream::Open(path, 3));
+  const size_t n = images->dims()[0];
+  const size_t dim = images->record_bytes();
+  if (dim != labels.feature_dim || n < labels.size()) {
+    return DataLoss(path + " changed since its labels were read");
+  }
+  Dataset out;
+  out.name = labels.name;
+  out.num_classes = labels.num_classes;
+  out.feature_dim = dim;
+  out.labels.reserve(idx.size());
+  // (example, position in the output) by example: one pass over the file
+  // converts every wanted image where it goes.
+  std::vector<std::pair<size_t, size_t>> wanted;
+  wanted.reserve(idx.size());
+  for (size_t j = 0; j < idx.size(); ++j) {
+    if (idx[j] >= labels.size()) {
+      return InvalidArgument("Fashion-MNIST " + split + ": example " + std::to_string(idx[j]) +
+                             " asked for, but it has " + std::to_string(labels.size()));
+    }
+    out.labels.push_back(labels.labels[idx[j]]);
+    wanted.emplace_back(idx[j], j);
+  }
+  std::sort(wanted.begin(), wanted.end());
+  out.features.resize(idx.size() * dim);
+  constexpr float kScale = 1.0f / 255.0f;
+  constexpr size_t kBlock = 512;  // images per read
+  std::vector<uint8_t> block(kBlock * dim);
+  auto next = wanted.begin();
+  // Every image is read, wanted or not, so that a truncated or overlong file
+  // is refused as LoadFashionMnist refuses it.
+  for (size_t first = 0; first < n; first += kBlock) {
+    const size_t count = std::min(kBlock, n - first);
+    PHX_RETURN_IF_ERROR(images->Read(count, block.data()));
+    for (; next != wanted.end() && next->first < first + count; ++next) {
+      const uint8_t* src = block.data() + (next->first - first) * dim;
+      std::transform(src, src + dim,
+                     out.features.begin() + static_cast<std::ptrdiff_t>(next->second * dim),
+                     [](uint8_t p) { return static_cast<float>(p) * kScale; });
+    }
+  }
+  PHX_RETURN_IF_ERROR(images->Finish());
   return out;
 }
 
@@ -317,7 +373,7 @@ std::vector<size_t> ShardIndices(size_t num_examples, int rank, int world, uint6
 void TruncateDataset(Dataset* data, size_t max_examples) {
   if (max_examples == 0 || max_examples >= data->size()) return;
   data->labels.resize(max_examples);
-  if (data->dense()) data->features.resize(max_examples * data->feature_dim);
+  if (!data->features.empty()) data->features.resize(max_examples * data->feature_dim);
   if (!data->ids.empty()) data->ids.resize(max_examples);
   if (!data->values.empty()) data->values.resize(max_examples);
 }
@@ -338,6 +394,22 @@ Dataset SubsetDataset(const Dataset& data, const std::vector<size_t>& idx) {
     if (!data.values.empty()) out.values.push_back(data.values[i]);
   }
   return out;
+}
+
+void KeepShard(Dataset* data, std::vector<size_t>* shard) {
+  Dataset kept = SubsetDataset(*data, *shard);
+  // Swapping in the copy frees the full set's buffers at once.
+  *data = std::move(kept);
+  std::iota(shard->begin(), shard->end(), size_t{0});
+}
+
+void ReleaseExamples(Dataset* data) {
+  // Swapping with empty vectors, unlike clear() or `= {}`, returns the memory.
+  auto release = [](auto& v) { std::remove_reference_t<decltype(v)>().swap(v); };
+  release(data->labels);
+  release(data->features);
+  release(data->ids);
+  release(data->values);
 }
 
 }  // namespace phalanx::worker

@@ -44,6 +44,21 @@ inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-m
 // checked. Takes about 0.5 s (gunzip dominates).
 Result<TrainTest> LoadFashionMnist(const std::string& dir);
 
+// Fashion-MNIST without its pixels: what LoadFashionMnist gives with empty
+// `features` (labels, classes and feature_dim set; every header checked). A
+// worker reads this before it knows its shard and then only its shard's
+// pixels (LoadFashionMnistRows), so that it never holds the whole training
+// set (188 MB as floats) or the whole image file.
+Result<TrainTest> LoadFashionMnistLabels(const std::string& dir);
+
+// Examples `idx` (in that order; repeats allowed) of the split `split`
+// ("train" or "t10k") whose labels-only set is `labels` (from
+// LoadFashionMnistLabels, possibly truncated): SubsetDataset of the loaded
+// split, read in one streaming pass over its image file. InvalidArgument for
+// an index >= labels.size(); the file errors of LoadFashionMnist.
+Result<Dataset> LoadFashionMnistRows(const std::string& dir, const std::string& split,
+                                     const Dataset& labels, const std::vector<size_t>& idx);
+
 struct SpamOptions {
   uint64_t seed = 1;  // for the train/test split
   double test_fraction = 0.2;
@@ -78,11 +93,23 @@ std::vector<size_t> ShardIndices(size_t num_examples, int rank, int world, uint6
 
 // Keeps the first `max_examples` examples (0 = keep all), e.g. for
 // DataConfig::max_train. Fashion-MNIST files and the spam split are already in
-// random order, so a prefix is a fair sample.
+// random order, so a prefix is a fair sample. A set without its pixels
+// (LoadFashionMnistLabels) stays without them.
 void TruncateDataset(Dataset* data, size_t max_examples);
 
 // The examples `idx` of `data`, in that order (e.g. a federated client's
 // partition). Indices must be < data.size().
 Dataset SubsetDataset(const Dataset& data, const std::vector<size_t>& idx);
+
+// Replaces *data by the examples *shard names, in that order, and renumbers
+// *shard to 0..k-1, so that example (*shard)[j] is the same example before
+// and after: a worker keeps its own shard and frees the rest of the set (a
+// Fashion-MNIST worker of 64 holds 3 MB instead of 188 MB). Indices must be
+// < data->size(); repeated indices are copied once per occurrence.
+void KeepShard(Dataset* data, std::vector<size_t>* shard);
+
+// Frees every example of *data (the memory too, not only the size); the
+// name, class count and feature dimension stay.
+void ReleaseExamples(Dataset* data);
 
 }  // namespace phalanx::worker

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "common/http_server.h"
 #include "common/metrics.h"
@@ -58,10 +59,14 @@ worker::ModelOptions ToModel(const JobConfig& c, const worker::Dataset& train) {
   return m;
 }
 
-Result<worker::TrainTest> LoadData(const JobConfig& c) {
+// Reads the job's data set. Fashion-MNIST without `pixels` comes without its
+// images (LoadFashionMnistLabels): a worker reads those of its own shard once
+// it knows it (KeepWorkerData), so it never holds the whole set.
+Result<worker::TrainTest> LoadData(const JobConfig& c, bool pixels) {
   worker::TrainTest tt;
   if (c.data.dataset == "fashion-mnist") {
-    PHX_ASSIGN_OR_RETURN(tt, worker::LoadFashionMnist(c.data.path));
+    PHX_ASSIGN_OR_RETURN(tt, pixels ? worker::LoadFashionMnist(c.data.path)
+                                    : worker::LoadFashionMnistLabels(c.data.path));
   } else if (c.data.dataset == "spam-assassin") {
     worker::SpamOptions so;
     so.seed = c.data.seed;
@@ -77,6 +82,114 @@ Result<worker::TrainTest> LoadData(const JobConfig& c) {
   worker::TruncateDataset(&tt.train, static_cast<size_t>(c.data.max_train));
   worker::TruncateDataset(&tt.test, static_cast<size_t>(c.data.max_test));
   return tt;
+}
+
+bool HasPixels(const worker::Dataset& d) { return d.features.size() == d.size() * d.feature_dim; }
+
+// Keeps of `data` what a worker needs: the examples *shard names (renumbered
+// 0..k-1, the same examples in the same order) and the test split only when
+// it `evaluates`. A set read without pixels gets those of the kept examples.
+Status KeepWorkerData(const JobConfig& c, bool evaluates, worker::TrainTest* data,
+                      std::vector<size_t>* shard) {
+  if (HasPixels(data->train)) {
+    worker::KeepShard(&data->train, shard);
+  } else {
+    PHX_ASSIGN_OR_RETURN(data->train,
+                         worker::LoadFashionMnistRows(c.data.path, "train", data->train, *shard));
+    std::iota(shard->begin(), shard->end(), size_t{0});
+  }
+  if (!evaluates) {
+    worker::ReleaseExamples(&data->test);
+  } else if (!HasPixels(data->test)) {
+    std::vector<size_t> all(data->test.size());
+    std::iota(all.begin(), all.end(), size_t{0});
+    PHX_ASSIGN_OR_RETURN(data->test,
+                         worker::LoadFashionMnistRows(c.data.path, "t10k", data->test, all));
+  }
+  return Status::Ok();
+}
+
+// The example indices (into `train`) worker `rank` of `world` trains on.
+Result<std::vector<size_t>> WorkerShard(const JobConfig& config, const worker::Dataset& train,
+                                        int rank, int world) {
+  if (config.data.partition != "dirichlet") {
+    return worker::ShardIndices(train.size(), rank, std::max(world, rank + 1), config.data.seed);
+  }
+  // Non-IID: label shares per worker ~ Dir(alpha) (MoNNA's heterogeneity).
+  worker::PartitionOptions po;
+  po.method = "dirichlet";
+  po.alpha = config.data.dirichlet_alpha;
+  po.num_clients = config.cluster.workers;
+  po.seed = config.data.seed;
+  PHX_ASSIGN_OR_RETURN(auto partition, worker::Partition::Create(train, po));
+  std::vector<uint32_t> idx;
+  partition.ClientIndices(rank, &idx);
+  return std::vector<size_t>(idx.begin(), idx.end());
+}
+
+worker::TrainerOptions TrainerOptionsFor(const JobConfig& config) {
+  worker::TrainerOptions to;
+  to.synchronous = config.cluster.mode == "sync";
+  to.rounds = config.train.rounds;
+  to.batch_size = config.train.batch_size;
+  to.eval_every = config.train.eval_every;
+  to.log_every = config.train.log_every;
+  to.seed = config.train.seed;
+  to.dense_row_dim = static_cast<uint32_t>(config.tables.dense_row_dim);
+  to.momentum = config.train.momentum;
+  to.step_delay_ms = config.train.step_delay_ms;
+  return to;
+}
+
+// Test accuracy of the model at `min_version`: the dense rows and, for sparse
+// models, the rows of the test set's keys, pulled once.
+Result<double> EvaluateOnce(const JobConfig& config, worker::Client* client,
+                            const worker::Model& model, const worker::Dataset& test,
+                            int64_t min_version) {
+  const auto row_dim = static_cast<uint32_t>(config.tables.dense_row_dim);
+  std::vector<uint64_t> keys(worker::DenseRows(model.dense_size(), row_dim));
+  std::iota(keys.begin(), keys.end(), uint64_t{0});
+  std::vector<float> dense(keys.size() * row_dim);
+  worker::PullResult r;
+  PHX_RETURN_IF_ERROR(client->Pull(worker::kDenseTable, keys, row_dim, min_version, dense.data(),
+                                   &r, /*keys_unique=*/true));
+  worker::SparseRows rows;
+  if (const auto dim = static_cast<uint32_t>(model.embedding_dim()); dim > 0) {
+    std::vector<size_t> all(test.size());
+    std::iota(all.begin(), all.end(), size_t{0});
+    rows.keys = model.SparseKeys(test, all);
+    rows.values.resize(rows.keys.size() * dim);
+    PHX_RETURN_IF_ERROR(client->Pull(worker::kEmbeddingTable, rows.keys, dim, min_version,
+                                     rows.values.data(), &r, /*keys_unique=*/true));
+  }
+  return worker::Accuracy(model, test, dense.data(), rows);
+}
+
+// The evaluator (rank 0) died and is not back: the lowest live rank loads the
+// test split and reports the final model instead, so a run that lost its
+// evaluator still ends with a result (what TrainerOptions::
+// evaluate_if_evaluator_lost does for a trainer that holds the test split).
+Status EvaluateIfEvaluatorLost(const JobConfig& config, worker::Client* client,
+                               const worker::Model& model, double* accuracy) {
+  ClusterView v = client->view();
+  int lowest_live = -1;
+  for (const auto& w : v.workers) {
+    if (!w.alive) continue;
+    if (w.rank == 0) return Status::Ok();
+    if (lowest_live < 0 || w.rank < lowest_live) lowest_live = w.rank;
+  }
+  if (lowest_live != client->rank()) return Status::Ok();
+  spdlog::warn("worker {}: the evaluator (rank 0) is gone; evaluating the final model",
+               client->rank());
+  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config, /*pixels=*/false));
+  std::vector<size_t> no_training;
+  PHX_RETURN_IF_ERROR(KeepWorkerData(config, /*evaluates=*/true, &data, &no_training));
+  // Synchronous: the model after the last round; asynchronous: the current one.
+  const int64_t want = config.cluster.mode == "sync" ? config.train.rounds : 0;
+  auto acc = EvaluateOnce(config, client, model, data.test, want);
+  if (!acc.ok()) return acc.status().WithContext("evaluating");
+  *accuracy = *acc;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -177,8 +290,11 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
                  const std::atomic<bool>* stop) {
   (void)stop;
   auto t0 = std::chrono::steady_clock::now();
-  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config));
-  spdlog::info("worker: loaded {} train / {} test examples in {:.2f}s", data.train.size(),
+  // The live federated mode's clients sample the whole training set; the
+  // other modes read only the labels here and their shard's pixels below.
+  const bool federated = config.cluster.mode == "federated";
+  PHX_ASSIGN_OR_RETURN(worker::TrainTest data, LoadData(config, /*pixels=*/federated));
+  spdlog::info("worker: read {} train / {} test labels in {:.2f}s", data.train.size(),
                data.test.size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   PHX_ASSIGN_OR_RETURN(auto model, worker::CreateModel(ToModel(config, data.train)));
@@ -216,36 +332,24 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   }
   int world = client->view().live_workers();
   int my_rank = client->rank();
-  if (config.cluster.mode == "federated") {
+  // Only the evaluator, rank 0 (in the federated mode too), keeps the test
+  // split; another rank loads it if it must stand in for a lost rank 0.
+  if (federated) {
+    if (my_rank != 0) worker::ReleaseExamples(&data.test);
     return RunFederatedClients(config, data, *model, client.get(), my_rank, out);
   }
-  std::vector<size_t> shard;
-  if (config.data.partition == "dirichlet") {
-    // Non-IID: label shares per worker ~ Dir(alpha) (MoNNA's heterogeneity).
-    worker::PartitionOptions po;
-    po.method = "dirichlet";
-    po.alpha = config.data.dirichlet_alpha;
-    po.num_clients = config.cluster.workers;
-    po.seed = config.data.seed;
-    PHX_ASSIGN_OR_RETURN(auto partition, worker::Partition::Create(data.train, po));
-    std::vector<uint32_t> idx;
-    partition.ClientIndices(my_rank, &idx);
-    shard.assign(idx.begin(), idx.end());
-  } else {
-    shard = worker::ShardIndices(data.train.size(), my_rank, std::max(world, my_rank + 1),
-                                 config.data.seed);
-  }
-  worker::TrainerOptions to;
-  to.synchronous = config.cluster.mode == "sync";
-  to.rounds = config.train.rounds;
-  to.batch_size = config.train.batch_size;
-  to.eval_every = config.train.eval_every;
-  to.log_every = config.train.log_every;
-  to.seed = config.train.seed;
-  to.dense_row_dim = static_cast<uint32_t>(config.tables.dense_row_dim);
+  PHX_ASSIGN_OR_RETURN(std::vector<size_t> shard, WorkerShard(config, data.train, my_rank, world));
+  // From here on the worker holds only its own examples.
+  t0 = std::chrono::steady_clock::now();
+  PHX_RETURN_IF_ERROR(KeepWorkerData(config, my_rank == 0, &data, &shard));
+  spdlog::info("worker: keeps {} training examples (its shard) and {} test examples ({:.2f}s)",
+               data.train.size(), data.test.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  worker::TrainerOptions to = TrainerOptionsFor(config);
   to.evaluate = my_rank == 0;
-  to.momentum = config.train.momentum;
-  to.step_delay_ms = config.train.step_delay_ms;
+  // Trainer's own stand-in evaluation needs the test split, which this rank
+  // dropped; EvaluateIfEvaluatorLost below loads it when it is needed.
+  to.evaluate_if_evaluator_lost = false;
   const auto& bz = config.byzantine;
   const std::vector<int> liars = ByzantineRanks(config);
   bool lies = std::find(liars.begin(), liars.end(), my_rank) != liars.end();
@@ -278,6 +382,7 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
                           &out);
   double acc = -1;
   Status s = trainer.Run(&acc);
+  if (s.ok() && !to.evaluate) s = EvaluateIfEvaluatorLost(config, client.get(), *model, &acc);
   if (s.ok() && (to.evaluate || acc >= 0)) {
     out << FormatResultLine({my_rank, acc}) << std::endl;
   }
