@@ -10,8 +10,8 @@
 #include <chrono>
 #include <cstring>
 
-#include "launch/process/child_process.h"
 #include "launch/cluster/node_launcher.h"
+#include "launch/process/child_process.h"
 
 namespace phalanx::launch {
 

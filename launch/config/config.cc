@@ -407,14 +407,7 @@ Status ReadFederated(const toml::table& root, FederatedConfig* x) {
 }  // namespace
 
 Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::string>& overrides) {
-  toml::table root;
-  try {
-    root = toml::parse(text);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
-    return InvalidArgument(os.str());
-  }
+  PHX_ASSIGN_OR_RETURN(toml::table root, ParseTomlText(text));
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyTomlOverride(root, o));
   PHX_RETURN_IF_ERROR(CheckSections(root));
 

@@ -58,6 +58,16 @@ Status TomlSection::Finish() const {
   return Status::Ok();
 }
 
+Result<toml::table> ParseTomlText(const std::string& text) {
+  try {
+    return toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
+    return InvalidArgument(os.str());
+  }
+}
+
 Status ApplyTomlOverride(toml::table& root, const std::string& item) {
   const auto eq = item.find('=');
   if (eq == std::string::npos || eq == 0) {

@@ -83,6 +83,9 @@ class TomlSection {
   Status status_;
 };
 
+// Parses a config's text; InvalidArgument naming the line of a syntax error.
+Result<toml::table> ParseTomlText(const std::string& text);
+
 // Applies one `--set section.key=value` item to a parsed config. The value is
 // parsed as TOML (numbers, booleans, arrays, quoted strings); anything else,
 // and the bare words nan/inf (attack names, never numbers here), is a string.

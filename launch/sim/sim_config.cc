@@ -149,14 +149,7 @@ double SimConfig::ProfilePercent() const {
 
 Result<SimConfig> ParseSimConfig(const std::string& text,
                                  const std::vector<std::string>& overrides) {
-  toml::table root;
-  try {
-    root = toml::parse(text);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream os;
-    os << "config is not valid TOML: " << e.description() << " at line " << e.source().begin.line;
-    return InvalidArgument(os.str());
-  }
+  PHX_ASSIGN_OR_RETURN(toml::table root, ParseTomlText(text));
   for (const auto& o : overrides) PHX_RETURN_IF_ERROR(ApplyOverride(root, o));
   static const std::set<std::string> kSections = {"simulation", "data",   "model",     "local",
                                                   "speed",      "server", "byzantine", "runs"};
