@@ -1,14 +1,8 @@
 // Slow and idle HTTP clients (slowloris) must not lock the monitoring page
 // out: request deadlines, idle timeouts and eviction at the connection cap.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -18,57 +12,14 @@
 
 #include "common/http_client.h"
 #include "common/http_server.h"
+#include "tests/testutil/loopback_tcp.h"
 
 namespace phalanx {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A loopback TCP connection with a receive timeout, so a broken server fails
-// the test instead of hanging it.
-class Conn {
- public:
-  Conn(int port, int recv_timeout_ms) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{recv_timeout_ms / 1000, (recv_timeout_ms % 1000) * 1000};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~Conn() { ::close(fd_); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool connected() const { return connected_; }
-  bool Send(const std::string& s) {
-    return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
-  }
-  // Everything until the server closes or the receive timeout passes.
-  std::string ReadAll() {
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-  }
-  // "closed": the server hung up; "open": nothing arrived within the timeout.
-  std::string State() {
-    char c;
-    ssize_t n = ::recv(fd_, &c, 1, 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return "closed";
-    return n < 0 ? "open" : "data";
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using Conn = testutil::LoopbackTcp;
 
 std::map<std::string, HttpHandler> MetricsPage() {
   return {{"/metrics", [] { return HttpResponse{200, "text/plain", "phalanx_up 1\n"}; }}};
