@@ -39,6 +39,10 @@ const char* MsgTypeName(MsgType type) {
       return "Push";
     case MsgType::kPushAck:
       return "PushAck";
+    case MsgType::kHonestPeek:
+      return "HonestPeek";
+    case MsgType::kHonestPeekResponse:
+      return "HonestPeekResponse";
     case MsgType::kError:
       return "Error";
     case MsgType::kGramPartial:
@@ -51,7 +55,8 @@ const char* MsgTypeName(MsgType type) {
 
 bool IsDataMessage(MsgType type) {
   return type == MsgType::kPull || type == MsgType::kPullResponse || type == MsgType::kPush ||
-         type == MsgType::kPushAck;
+         type == MsgType::kPushAck || type == MsgType::kHonestPeek ||
+         type == MsgType::kHonestPeekResponse;
 }
 
 namespace {
@@ -69,6 +74,8 @@ bool KnownType(uint8_t t) {
     case MsgType::kPullResponse:
     case MsgType::kPush:
     case MsgType::kPushAck:
+    case MsgType::kHonestPeek:
+    case MsgType::kHonestPeekResponse:
     case MsgType::kError:
     case MsgType::kGramPartial:
     case MsgType::kGramPlan:
@@ -92,6 +99,7 @@ void ForEachField(Header& h, Fn&& fn) {
   fn(&h.sender, sizeof(h.sender));
   fn(&h.request_id, sizeof(h.request_id));
   fn(&h.round, sizeof(h.round));
+  fn(&h.client, sizeof(h.client));
   fn(&h.table_id, sizeof(h.table_id));
   fn(&h.dim, sizeof(h.dim));
   fn(&h.num_keys, sizeof(h.num_keys));
@@ -100,6 +108,16 @@ void ForEachField(Header& h, Fn&& fn) {
   fn(&h.checksum, sizeof(h.checksum));
 }
 static_assert(sizeof(MsgType) == 1);
+static_assert(sizeof(Header::magic) + sizeof(Header::version) + sizeof(Header::type) +
+                      sizeof(Header::flags) + sizeof(Header::sender) + sizeof(Header::request_id) +
+                      sizeof(Header::round) + sizeof(Header::client) + sizeof(Header::table_id) +
+                      sizeof(Header::dim) + sizeof(Header::num_keys) + sizeof(Header::num_values) +
+                      sizeof(Header::status_code) + sizeof(Header::checksum) ==
+                  kHeaderBytes,
+              "kHeaderBytes is the sum of the header's fields");
+// Every version's header starts with magic (u32) then version (u16), so a
+// peer of another version is recognised before its header size is judged.
+constexpr size_t kVersionPrefixBytes = sizeof(uint32_t) + sizeof(uint16_t);
 }  // namespace
 
 Buffer Buffer::Copy(const void* data, size_t size) {
@@ -234,6 +252,17 @@ std::string EncodeHeader(const Header& header) {
 }
 
 Result<Header> DecodeHeader(const void* data, size_t size) {
+  if (size >= kVersionPrefixBytes) {
+    uint32_t magic;
+    uint16_t version;
+    std::memcpy(&magic, data, sizeof(magic));
+    std::memcpy(&version, static_cast<const std::byte*>(data) + sizeof(magic), sizeof(version));
+    if (magic == kWireMagic && version != kWireVersion) {
+      return InvalidArgument("peer speaks wire protocol version " + std::to_string(version) +
+                             ", this build speaks version " + std::to_string(kWireVersion) +
+                             " only; run the same Phalanx build on every node");
+    }
+  }
   if (size != kHeaderBytes) {
     return InvalidArgument("header frame is " + std::to_string(size) + " bytes, expected " +
                            std::to_string(kHeaderBytes));
@@ -246,9 +275,6 @@ Result<Header> DecodeHeader(const void* data, size_t size) {
     off += n;
   });
   if (h.magic != kWireMagic) return InvalidArgument("bad magic in header");
-  if (h.version != kWireVersion) {
-    return InvalidArgument("unsupported protocol version " + std::to_string(h.version));
-  }
   if (!KnownType(static_cast<uint8_t>(h.type))) {
     return InvalidArgument("unknown message type " + std::to_string(static_cast<int>(h.type)));
   }
@@ -297,15 +323,18 @@ Status ValidateMessage(const Message& msg, const WireLimits& limits) {
   if (msg.body.size() > limits.max_body_bytes) return InvalidArgument("control body over limit");
   if (IsDataMessage(h.type)) {
     if (!msg.body.empty()) return InvalidArgument("data message with a control body");
-    // A pull response carries values only, in the order of the pulled keys.
-    if (h.type == MsgType::kPullResponse && h.num_keys != 0) {
-      return InvalidArgument("pull response carries keys");
+    // A pull (or peek) response carries values only, in the order of the
+    // requested keys.
+    const bool response =
+        h.type == MsgType::kPullResponse || h.type == MsgType::kHonestPeekResponse;
+    if (response && h.num_keys != 0) {
+      return InvalidArgument(std::string(MsgTypeName(h.type)) + " carries keys");
     }
-    if (h.type == MsgType::kPullResponse && h.dim == 0 && h.num_values != 0) {
-      return InvalidArgument("pull response with dim 0");
+    if (response && h.dim == 0 && h.num_values != 0) {
+      return InvalidArgument(std::string(MsgTypeName(h.type)) + " with dim 0");
     }
-    if (h.type == MsgType::kPullResponse && h.dim != 0 && h.num_values % h.dim != 0) {
-      return InvalidArgument("pull response values not a multiple of dim");
+    if (response && h.dim != 0 && h.num_values % h.dim != 0) {
+      return InvalidArgument(std::string(MsgTypeName(h.type)) + " values not a multiple of dim");
     }
     if (h.type == MsgType::kPush && h.num_values != h.num_keys * static_cast<uint64_t>(h.dim)) {
       return InvalidArgument("num_values " + std::to_string(h.num_values) + " != num_keys " +

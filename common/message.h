@@ -1,6 +1,7 @@
 #pragma once
 // Phalanx wire messages. A message is a fixed-size header encoded with cereal
-// (protocol version, type, sender, request id, round, table, counts, checksum)
+// (protocol version, type, sender, request id, round, federated client, table,
+// counts, checksum)
 // followed by raw payload frames: uint64 keys and float32 values for data
 // messages, or one cereal-encoded body for control messages. The format is
 // described in common/wire_format.md.
@@ -24,7 +25,10 @@
 namespace phalanx {
 
 inline constexpr uint32_t kWireMagic = 0x584c4850;  // "PHLX" little-endian
-inline constexpr uint16_t kWireVersion = 1;
+// Version 2: Header::client (the federated client id, packed into round in
+// version 1) and the kHonestPeek types (a flag bit on kPull in version 1).
+// A peer speaking any other version is refused (DecodeHeader).
+inline constexpr uint16_t kWireVersion = 2;
 
 enum class MsgType : uint8_t {
   kInvalid = 0,
@@ -42,14 +46,23 @@ enum class MsgType : uint8_t {
   kPullResponse = 21,  // keys echoed? no: values in key order; round = version served
   kPush = 22,          // keys + values; round = sync round or version pulled (async)
   kPushAck = 23,       // round = version after apply (async) or round accepted
-  kError = 30,         // status_code + body: error message
+  // Omniscient Byzantine experiments only (worker/honest_peek.h): "send me the
+  // honest workers' pushed gradients of sync round `round` for these keys".
+  kHonestPeek = 24,          // keys; round = the synchronous round
+  kHonestPeekResponse = 25,  // h x num_keys x dim values, honest worker by worker (ascending id)
+  kError = 30,               // status_code + body: error message
   // server <-> server (the round coordinator)
   kGramPartial = 40,  // round, table_id; body: ps::internal::GramPartial
   kGramPlan = 41,     // round, table_id; body: ps::internal::RoundPlan
 };
 
 // Bytes of an encoded Header (every field is fixed-size).
-inline constexpr size_t kHeaderBytes = 64;
+inline constexpr size_t kHeaderBytes = 68;
+
+// Header::client when a message speaks for no federated client.
+inline constexpr int32_t kNoClient = -1;
+// Federated client ids are 0 .. kMaxFederatedClients - 1 (they fit Header::client).
+inline constexpr int64_t kMaxFederatedClients = INT32_MAX;
 
 const char* MsgTypeName(MsgType type);
 bool IsDataMessage(MsgType type);
@@ -62,6 +75,9 @@ struct Header {
   int32_t sender = -1;  // node id; -1 before registration
   uint64_t request_id = 0;
   int64_t round = 0;
+  // Live federated mode (ps/federated_shard.h), a Pull or Push of table 0:
+  // the client it speaks for; kNoClient otherwise (and for evaluation pulls).
+  int32_t client = kNoClient;
   uint32_t table_id = 0;
   uint32_t dim = 0;  // floats per key in values
   uint64_t num_keys = 0;
@@ -73,16 +89,13 @@ struct Header {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(magic, version, type, flags, sender, request_id, round, table_id, dim, num_keys, num_values,
-       status_code, checksum);
+    ar(magic, version, type, flags, sender, request_id, round, client, table_id, dim, num_keys,
+       num_values, status_code, checksum);
   }
 };
 
-// Header::flags bits.
-// On a kPull: "send me the honest workers' pushed gradients of this round for
-// these keys" (omniscient Byzantine experiments only; worker/honest_peek.h).
-// The kPullResponse then holds h x num_keys x dim values, worker by worker.
-inline constexpr uint8_t kFlagHonestGradients = 0x1;
+// Header::flags bits. (0x1 was the honest-peek flag of version 1; now the
+// kHonestPeek type.)
 // On an asynchronous kPush: more parts of the same push follow on this
 // connection. The server applies the part at once (so applying overlaps the
 // transfer of the next part) but counts the push, and moves its version, only
@@ -222,7 +235,9 @@ inline WireLimits ControlOnlyLimits() {
 // Encodes a header into its frame bytes (kHeaderBytes).
 std::string EncodeHeader(const Header& header);
 void EncodeHeaderTo(const Header& header, std::byte* out);
-// Decodes a header frame. InvalidArgument on wrong size, magic or version.
+// Decodes a header frame. InvalidArgument on wrong size, magic or version;
+// a peer of another protocol version is named as such, whatever the size its
+// headers have (magic and version lead every version's header).
 Result<Header> DecodeHeader(const void* data, size_t size);
 
 // Checks a decoded message's counts against its payload frames and limits,

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "common/federated_wire.h"
 #include "common/metrics.h"
 
 namespace phalanx::ps {
@@ -53,9 +52,9 @@ FederatedShard::FederatedShard(const FederatedShardOptions& options, EmbeddingTa
 Result<std::unique_ptr<FederatedShard>> FederatedShard::Create(const FederatedShardOptions& o,
                                                                EmbeddingTable* table) {
   if (!table) return InvalidArgument("federated shard needs table 0");
-  if (o.clients < 1 || o.clients > kFederatedMaxClient) {
+  if (o.clients < 1 || o.clients > kMaxFederatedClients) {
     return InvalidArgument("federated.clients must be in [1, " +
-                           std::to_string(kFederatedMaxClient) + "]");
+                           std::to_string(kMaxFederatedClients) + "]");
   }
   if (!(o.time_unit_s > 0) || !std::isfinite(o.time_unit_s)) {
     return InvalidArgument("federated.time_unit_ms must be > 0");
@@ -149,7 +148,7 @@ Result<Message> FederatedShard::Pull(const Message& m, int32_t self_id) {
     }
     std::copy_n(model.data() + static_cast<size_t>(it->second) * dim, dim, out + j * dim);
   }
-  const int64_t client = FederatedClientOf(m.header.round);
+  const int64_t client = m.header.client;
   if (client >= 0 && client < options_.clients)
     pulled_at_[static_cast<size_t>(client)] = Clock::now();
   Metrics().pulls.Increment();
@@ -168,7 +167,7 @@ Result<Message> FederatedShard::Push(const Message& m, int32_t self_id) {
     // Would count as an arrival (a FedBuff slot) while moving nothing.
     return InvalidArgument("federated push with no rows");
   }
-  const int64_t client = FederatedClientOf(m.header.round);
+  const int64_t client = m.header.client;
   if (client < 0 || client >= options_.clients) {
     return InvalidArgument("federated push from unknown client " + std::to_string(client) +
                            " (federated.clients = " + std::to_string(options_.clients) + ")");
@@ -203,7 +202,7 @@ Result<Message> FederatedShard::Push(const Message& m, int32_t self_id) {
   const int64_t now = server_->version();
   // A client that pulled from a shard ahead of this one (or, under FedFix,
   // before this shard's first window) is treated as fresh.
-  const int64_t base = std::clamp<int64_t>(FederatedVersionOf(m.header.round) - offset_, 0, now);
+  const int64_t base = std::clamp<int64_t>(m.header.round - offset_, 0, now);
   aggregators::ClientUpdate u;
   u.client = client;
   u.delta = delta_;

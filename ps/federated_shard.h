@@ -5,9 +5,9 @@
 // (the dense rows whose slots it owns). Clients hosted by the workers
 // (worker/federated_client.h) pull the slice and its version, train, and push
 // a delta Δ = θ⁺ − θ_base tagged with the client id and the version it started
-// from (common/federated_wire.h); FedAsync clients push θ⁺ itself (the spec's
-// "sends x_new"), which the shard turns into the delta against its current
-// slice, so no old model versions are kept.
+// from (Header::client and Header::round; common/wire_format.md); FedAsync clients push θ⁺ itself
+// (the spec's "sends x_new"), which the shard turns into the delta against its current slice, so no
+// old model versions are kept.
 //
 // Why per-shard servers are exact: with the plain mean every rule is a
 // coordinate-wise weighted sum (Σ w_i Δ_i, FedAsync's mix), and the weights

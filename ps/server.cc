@@ -204,7 +204,7 @@ class ServerImpl final : public Server {
   void Handle(const std::string& peer, Message msg) {
     const Header& h = msg.header;
     if (h.type == MsgType::kGramPartial) return HandleGramPartial(peer, msg);
-    if (h.type != MsgType::kPull && h.type != MsgType::kPush) {
+    if (h.type != MsgType::kPull && h.type != MsgType::kPush && h.type != MsgType::kHonestPeek) {
       return Reject(peer, msg,
                     InvalidArgument(std::string("server does not handle ") + MsgTypeName(h.type)));
     }
@@ -233,7 +233,7 @@ class ServerImpl final : public Server {
       Send(out);
       AnswerPeeks();  // the version may have moved
     }
-    if (h.type == MsgType::kPull && (h.flags & kFlagHonestGradients)) {
+    if (h.type == MsgType::kHonestPeek) {
       const Header request = h;
       if (Status s = peeks_.Queue(peer, std::move(msg), view_); !s.ok()) {
         return Send(internal::Refuse(MyId(), peer, request, s));

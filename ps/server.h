@@ -42,7 +42,7 @@ struct ServerOptions {
   std::vector<TableOptions> tables;   // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
   // Omniscient-attack experiments: answer honest-gradient peeks
-  // (kFlagHonestGradients) from the workers of these ranks, and only them.
+  // (kHonestPeek messages) from the workers of these ranks, and only them.
   bool honest_peeks = false;
   std::vector<int> byzantine_ranks;
   WireLimits limits;

@@ -102,12 +102,14 @@ struct Client::Impl {
 
   // Registers a part of request `id` and sends its message.
   void SendPart(uint64_t id, Request& req, ShardPart part, MsgType type, int64_t round,
-                uint32_t table, uint32_t dim, Buffer keys, Buffer values, uint8_t flags = 0) {
+                int32_t client, uint32_t table, uint32_t dim, Buffer keys, Buffer values,
+                uint8_t flags = 0) {
     const int s = part.server;
     const uint64_t wire = pending.AddPart(id, req, std::move(part));
     Message m = MakeDataMessage(type, membership->node_id(), wire, round, table, dim,
                                 std::move(keys), std::move(values), checksum[s]);
     m.header.flags = flags;
+    m.header.client = client;
     Status st = servers[s]->Send(m);
     if (!st.ok()) {
       pending.FailLastPart(req, st.WithContext("sending to server rank " + std::to_string(s)));
@@ -168,7 +170,8 @@ ClusterView Client::view() const { return impl_->membership->view(); }
 void Client::Leave() { impl_->membership->Leave(); }
 
 Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                                   int64_t min_version, float* out, bool keys_unique) {
+                                   int64_t min_version, float* out, bool keys_unique,
+                                   int32_t client) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
   if (keys.size() > UINT32_MAX) return InvalidArgument("too many keys in one pull");
@@ -198,7 +201,7 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
       part.identity = true;
       part.first_row = off;
       part.rows = std::min(step, unique.size() - off);
-      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
+      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, client, table, dim,
                  all_keys.Slice(off * sizeof(uint64_t), part.rows * sizeof(uint64_t)), Buffer());
     }
     return id;
@@ -224,7 +227,7 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
     const size_t count = I.router.shard_count[s];
     if (count == 0) continue;
     if (count <= step) {
-      I.SendPart(id, req, std::move(parts[s]), MsgType::kPull, min_version, table, dim,
+      I.SendPart(id, req, std::move(parts[s]), MsgType::kPull, min_version, client, table, dim,
                  std::move(key_bufs[s]), Buffer());
       continue;
     }
@@ -234,7 +237,7 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
       part.rows = std::min(step, count - off);
       part.positions.assign(parts[s].positions.begin() + static_cast<ptrdiff_t>(off),
                             parts[s].positions.begin() + static_cast<ptrdiff_t>(off + part.rows));
-      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, table, dim,
+      I.SendPart(id, req, std::move(part), MsgType::kPull, min_version, client, table, dim,
                  key_bufs[s].Slice(off * sizeof(uint64_t), part.rows * sizeof(uint64_t)), Buffer());
     }
   }
@@ -243,13 +246,14 @@ Result<uint64_t> Client::PullAsync(uint32_t table, std::span<const uint64_t> key
 
 Result<uint64_t> Client::PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                                    const float* grads, int64_t round, bool all_servers,
-                                   bool keys_unique) {
-  return StartPush(table, keys, dim, grads, round, all_servers, keys_unique, /*lend=*/false);
+                                   bool keys_unique, int32_t client) {
+  return StartPush(table, keys, dim, grads, round, all_servers, keys_unique, client,
+                   /*lend=*/false);
 }
 
 Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                                    const float* grads, int64_t round, bool all_servers,
-                                   bool keys_unique, bool lend) {
+                                   bool keys_unique, int32_t client, bool lend) {
   Impl& I = *impl_;
   PHX_RETURN_IF_ERROR(I.RefreshView());
   if (keys.size() > UINT32_MAX) return InvalidArgument("too many keys in one push");
@@ -280,7 +284,7 @@ Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> key
       const bool last = off + rows >= keys.size();
       ShardPart part;
       part.server = only;
-      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim,
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, client, table, dim,
                  payload(keys.data() + off, rows * sizeof(uint64_t)),
                  payload(grads + off * dim, rows * row_bytes), last ? 0 : kFlagMoreParts);
     }
@@ -288,7 +292,8 @@ Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> key
       if (static_cast<int>(s) == only || !all_servers) continue;
       ShardPart part;
       part.server = static_cast<int>(s);
-      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, Buffer(), Buffer());
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, client, table, dim, Buffer(),
+                 Buffer());
     }
     return id;
   }
@@ -342,7 +347,7 @@ Result<uint64_t> Client::StartPush(uint32_t table, std::span<const uint64_t> key
                      : key_bufs[s].Slice(off * sizeof(uint64_t), rows * sizeof(uint64_t));
       Buffer v = last && off == 0 ? std::move(val_bufs[s])
                                   : val_bufs[s].Slice(off * row_bytes, rows * row_bytes);
-      I.SendPart(id, req, std::move(part), MsgType::kPush, round, table, dim, std::move(k),
+      I.SendPart(id, req, std::move(part), MsgType::kPush, round, client, table, dim, std::move(k),
                  std::move(v), last ? 0 : kFlagMoreParts);
       if (last) break;
     }
@@ -394,13 +399,15 @@ Status Client::Wait(uint64_t id, PullResult* result) {
 }
 
 Status Client::Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                    int64_t min_version, float* out, PullResult* result, bool keys_unique) {
+                    int64_t min_version, float* out, PullResult* result, bool keys_unique,
+                    int32_t client) {
   // A shard that is down (or was just replaced) is retried with backoff until
   // its replacement answers, for at most request_timeout_ms in all.
   const auto deadline = Clock::now() + std::chrono::milliseconds(impl_->options.request_timeout_ms);
   auto backoff = std::chrono::milliseconds(50);
   for (int attempt = 1;; ++attempt) {
-    PHX_ASSIGN_OR_RETURN(uint64_t id, PullAsync(table, keys, dim, min_version, out, keys_unique));
+    PHX_ASSIGN_OR_RETURN(uint64_t id,
+                         PullAsync(table, keys, dim, min_version, out, keys_unique, client));
     Status s = Wait(id, result);
     if (s.code() != StatusCode::kUnavailable || !impl_->membership->health().ok()) return s;
     if (Clock::now() + backoff > deadline) {
@@ -417,7 +424,7 @@ Status Client::Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim
 Status Client::Push(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                     const float* grads, int64_t round, bool all_servers, bool keys_unique) {
   Result<uint64_t> id =
-      StartPush(table, keys, dim, grads, round, all_servers, keys_unique, /*lend=*/true);
+      StartPush(table, keys, dim, grads, round, all_servers, keys_unique, kNoClient, /*lend=*/true);
   Status s = id.ok() ? Wait(id.value()) : id.status();
   impl_->ReclaimLent(/*failed=*/!s.ok());
   return s;

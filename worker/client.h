@@ -75,21 +75,25 @@ class Client {
   // Starts a pull of `keys` (dim floats each) into out (keys.size() x dim,
   // which must stay valid until Wait). In synchronous mode the servers answer
   // once their version reaches min_version. Set keys_unique when the caller
-  // guarantees no duplicates (skips deduplication).
+  // guarantees no duplicates (skips deduplication). `client` is the
+  // federated client the request speaks for (Header::client; live federated
+  // mode only).
   Result<uint64_t> PullAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
-                             int64_t min_version, float* out, bool keys_unique = false);
+                             int64_t min_version, float* out, bool keys_unique = false,
+                             int32_t client = kNoClient);
   // Starts a push of gradient rows. With all_servers, shards that own none of
   // the keys receive an empty push (so synchronous rounds know this worker is
   // done). Payloads are copied, so the caller may reuse its buffers at once.
   Result<uint64_t> PushAsync(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                              const float* grads, int64_t round, bool all_servers,
-                             bool keys_unique = false);
+                             bool keys_unique = false, int32_t client = kNoClient);
   // Blocks until request `id` completed on every shard; returns the first
   // shard error, Unavailable if a shard died, DeadlineExceeded on timeout.
   Status Wait(uint64_t id, PullResult* result = nullptr);
 
   Status Pull(uint32_t table, std::span<const uint64_t> keys, uint32_t dim, int64_t min_version,
-              float* out, PullResult* result = nullptr, bool keys_unique = false);
+              float* out, PullResult* result = nullptr, bool keys_unique = false,
+              int32_t client = kNoClient);
   // As PushAsync + Wait, but where one shard takes the keys in the caller's
   // order (one server, or no repeats routed to one shard), the caller's arrays
   // are lent to ZeroMQ instead of copied; Push returns once ZeroMQ let go of
@@ -103,7 +107,7 @@ class Client {
  private:
   Result<uint64_t> StartPush(uint32_t table, std::span<const uint64_t> keys, uint32_t dim,
                              const float* grads, int64_t round, bool all_servers, bool keys_unique,
-                             bool lend);
+                             int32_t client, bool lend);
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

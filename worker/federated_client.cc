@@ -8,7 +8,6 @@
 #include <random>
 #include <thread>
 
-#include "common/federated_wire.h"
 #include "common/node_lines.h"
 #include "worker/trainer.h"
 
@@ -50,8 +49,8 @@ FederatedWorker::FederatedWorker(const FederatedClientOptions& options, Client* 
 Result<int64_t> FederatedWorker::PullModel(int64_t client, float* out) {
   PullResult r;
   PHX_RETURN_IF_ERROR(client_->Pull(kDenseTable, keys_, options_.dense_row_dim,
-                                    EncodeFederatedRound(client, 0), out, &r,
-                                    /*keys_unique=*/true));
+                                    /*min_version=*/0, out, &r, /*keys_unique=*/true,
+                                    static_cast<int32_t>(client)));
   return r.version;
 }
 
@@ -172,9 +171,9 @@ Status FederatedWorker::Run(double* final_accuracy) {
     Hosted& h = *next;
     PullResult ack;
     Status s;
-    auto id = client_->PushAsync(kDenseTable, keys_, o.dense_row_dim, h.update.data(),
-                                 EncodeFederatedRound(h.id, h.base_version),
-                                 /*all_servers=*/false, /*keys_unique=*/true);
+    auto id =
+        client_->PushAsync(kDenseTable, keys_, o.dense_row_dim, h.update.data(), h.base_version,
+                           /*all_servers=*/false, /*keys_unique=*/true, static_cast<int32_t>(h.id));
     s = id.ok() ? client_->Wait(*id, &ack) : id.status();
     if (s.ok()) {
       pushed++;

@@ -7,7 +7,8 @@
 // with its id, so the servers time its round trip), trains `local_steps` SGD
 // steps of batch `batch_size` on its Dirichlet shard (worker/partition.h, the
 // same split and the same local SGD as `phalanx simulate`), and pushes its
-// delta tagged with the version it started from (common/federated_wire.h)
+// delta tagged with its id and the version it started from (Header::client
+// and Header::round; common/wire_format.md, "Federated mode")
 // when its emulated duration τ_i·time_unit_s has passed since it started (F-X
 // profile; the compute time counts within it). With redispatch "at-trigger"
 // (FedFix, FedBuff-c) a client that pushed waits until the servers' version

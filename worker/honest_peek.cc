@@ -42,8 +42,7 @@ Result<std::vector<float>> HonestPeek::Fetch(uint32_t table, std::span<const uin
     if (part[s].empty()) continue;
     request[s] = next_request_++;
     Message m;
-    m.header.type = MsgType::kPull;
-    m.header.flags = kFlagHonestGradients;
+    m.header.type = MsgType::kHonestPeek;
     m.header.sender = sender_;
     m.header.request_id = request[s];
     m.header.round = round;
@@ -73,7 +72,7 @@ Result<std::vector<float>> HonestPeek::Fetch(uint32_t table, std::span<const uin
       if (r.msg.header.type == MsgType::kError) {
         return Status(static_cast<StatusCode>(r.msg.header.status_code), r.msg.body);
       }
-      if (r.msg.header.type != MsgType::kPullResponse || r.msg.header.dim != dim) {
+      if (r.msg.header.type != MsgType::kHonestPeekResponse || r.msg.header.dim != dim) {
         return Internal("honest peek: unexpected answer from server " + std::to_string(s));
       }
       const size_t per = part[s].size() * dim;

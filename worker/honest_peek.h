@@ -1,7 +1,7 @@
 #pragma once
 // HonestPeek: the omniscient attacker's view of a synchronous round. It asks
 // every server for the gradients the honest workers pushed for round t (a
-// kPull carrying kFlagHonestGradients) and assembles them into one d x h
+// kHonestPeek message, answered by a kHonestPeekResponse) and assembles them into one d x h
 // matrix in the caller's key order. Servers answer only when the experiment
 // enabled it (byzantine.omniscient), only to workers configured as
 // Byzantine, and only once every live honest worker pushed round t; so the

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "common/federated_wire.h"
+#include "common/message.h"
 #include "common/node_lines.h"
 
 namespace phalanx::launch {
@@ -68,8 +68,8 @@ Status ValidateFederatedJob(const JobConfig& c) {
   if (c.cluster.mode != "federated") return Status::Ok();
   PHX_RETURN_IF_ERROR(FederatedServerOptions(c).status());
   const FederatedConfig& f = c.federated;
-  if (f.clients > kFederatedMaxClient) {
-    return InvalidArgument("federated.clients must be <= " + std::to_string(kFederatedMaxClient));
+  if (f.clients > kMaxFederatedClients) {
+    return InvalidArgument("federated.clients must be <= " + std::to_string(kMaxFederatedClients));
   }
   if (c.cluster.workers > f.clients) {
     return InvalidArgument("cluster.workers (" + std::to_string(c.cluster.workers) +

@@ -81,7 +81,7 @@ void HonestPeeks::Answer(const ClusterView& view, const std::vector<SyncRound>& 
       }
     }
     out->push_back(
-        {queue_[i].peer, PullReply(self, m.header, t.version(), dim, std::move(values), true)});
+        {queue_[i].peer, PeekReply(self, m.header, t.version(), dim, std::move(values))});
     queue_.erase(queue_.begin() + static_cast<long>(i));
   }
 }

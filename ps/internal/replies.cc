@@ -15,6 +15,11 @@ Message PullReply(int32_t self, const Header& req, int64_t version, uint32_t dim
                          Buffer(), std::move(values), checksum);
 }
 
+Message PeekReply(int32_t self, const Header& req, int64_t version, uint32_t dim, Buffer values) {
+  return MakeDataMessage(MsgType::kHonestPeekResponse, self, req.request_id, version, req.table_id,
+                         dim, Buffer(), std::move(values), /*checksum=*/true);
+}
+
 Outgoing ErrorReply(int32_t self, const std::string& peer, const Header& req, const Status& s) {
   return Outgoing{peer, MakeErrorMessage(self, req.request_id, s), false};
 }

@@ -27,10 +27,13 @@ using Outbox = std::vector<Outgoing>;
 // version (async).
 Message PushAck(int32_t self, const Header& req, int64_t round);
 
-// Rows for pull `req` at `version`. A pull's rows are checksummed when the
-// request was (the client's ChecksumMode); honest-gradient peeks always are.
+// Rows for pull `req` at `version`, checksummed when the request was (the
+// client's ChecksumMode).
 Message PullReply(int32_t self, const Header& req, int64_t version, uint32_t dim, Buffer values,
                   bool checksum);
+
+// The honest workers' rows for peek `req` at `version` (always checksummed).
+Message PeekReply(int32_t self, const Header& req, int64_t version, uint32_t dim, Buffer values);
 
 // An error answer that does not count as a refusal (a push accepted into the
 // round but dropped as non-finite).

@@ -23,6 +23,7 @@ TEST(MessageTest, HeaderRoundTrip) {
   h.sender = 9;
   h.request_id = 123456789;
   h.round = -5;
+  h.client = 123456;
   h.table_id = 2;
   h.dim = 16;
   h.num_keys = 10;
@@ -35,6 +36,7 @@ TEST(MessageTest, HeaderRoundTrip) {
   EXPECT_EQ(d->sender, 9);
   EXPECT_EQ(d->request_id, 123456789u);
   EXPECT_EQ(d->round, -5);
+  EXPECT_EQ(d->client, 123456);
   EXPECT_EQ(d->table_id, 2u);
   EXPECT_EQ(d->dim, 16u);
   EXPECT_EQ(d->num_keys, 10u);
@@ -50,6 +52,7 @@ TEST(MessageTest, HeaderBytesAreCerealsEncoding) {
   h.sender = -7;
   h.request_id = 0x0102030405060708ull;
   h.round = -123456789012345;
+  h.client = -0x12345678;
   h.table_id = 9;
   h.dim = 4096;
   h.num_keys = 1ull << 40;

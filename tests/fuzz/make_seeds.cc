@@ -143,8 +143,7 @@ void ServerMessages() {
   Write("server", "push-table0", data(px::MsgType::kPush, 0, 0, 4, true));
   Write("server", "push-ahead", data(px::MsgType::kPush, 3, 1, 4, true));
   Write("server", "push-parts", data(px::MsgType::kPush, 0, 1, 4, true, px::kFlagMoreParts));
-  Write("server", "honest-peek",
-        data(px::MsgType::kPull, 0, 1, 4, false, px::kFlagHonestGradients));
+  Write("server", "honest-peek", data(px::MsgType::kHonestPeek, 0, 1, 4, false));
   px::ps::internal::GramPartial partial;
   partial.workers = {1};
   partial.finite = {1};

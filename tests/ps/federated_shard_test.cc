@@ -8,8 +8,6 @@
 
 #include <random>
 
-#include "common/federated_wire.h"
-
 namespace phalanx::ps {
 namespace {
 
@@ -48,16 +46,19 @@ Shard MakeShard(const aggregators::FederatedOptions& o, std::vector<uint64_t> ke
 
 Message PullMsg(const std::vector<uint64_t>& keys, int64_t client) {
   std::vector<uint64_t> k = keys;
-  return MakeDataMessage(MsgType::kPull, 1, 1, EncodeFederatedRound(client, 0), 0, 0,
-                         Buffer::FromVector(std::move(k)), Buffer(), false);
+  Message m = MakeDataMessage(MsgType::kPull, 1, 1, 0, 0, 0, Buffer::FromVector(std::move(k)),
+                              Buffer(), false);
+  m.header.client = static_cast<int32_t>(client);
+  return m;
 }
 
 Message PushMsg(const std::vector<uint64_t>& keys, std::vector<float> values, int64_t client,
                 int64_t base) {
   std::vector<uint64_t> k = keys;
-  return MakeDataMessage(MsgType::kPush, 1, 2, EncodeFederatedRound(client, base), 0, kDim,
-                         Buffer::FromVector(std::move(k)), Buffer::FromVector(std::move(values)),
-                         false);
+  Message m = MakeDataMessage(MsgType::kPush, 1, 2, base, 0, kDim, Buffer::FromVector(std::move(k)),
+                              Buffer::FromVector(std::move(values)), false);
+  m.header.client = static_cast<int32_t>(client);
+  return m;
 }
 
 // Values of `keys` (rows of kDim) and the version, from a pull.
@@ -152,6 +153,8 @@ TEST(FederatedShardTest, RefusesMalformedRequestsAndBadOptions) {
     return r.body;
   };
   EXPECT_NE(error(PushMsg(s.keys, d, kClients, 0)).find("unknown client"), std::string::npos);
+  // A push must name its client (Header::client; kNoClient is for evaluation pulls).
+  EXPECT_NE(error(PushMsg(s.keys, d, kNoClient, 0)).find("unknown client"), std::string::npos);
   Message negative = PushMsg(s.keys, d, 0, 0);
   negative.header.round = -5;
   EXPECT_NE(error(negative).find("negative"), std::string::npos);

@@ -147,9 +147,7 @@ TEST(ServerTest, UnknownTableAndOffPeeksAreRefused) {
   const int32_t me = (*clients)[0]->id();
   Status s = Ask(**raw, KeyOneRequest(MsgType::kPull, me, 1, /*table=*/7));
   EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
-  Message peek = KeyOneRequest(MsgType::kPull, me, 2, 0);
-  peek.header.flags |= kFlagHonestGradients;
-  s = Ask(**raw, peek);
+  s = Ask(**raw, KeyOneRequest(MsgType::kHonestPeek, me, 2, 0));
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_TRUE(Ask(**raw, KeyOneRequest(MsgType::kPull, me, 3, 0)).ok());
 }
