@@ -127,6 +127,38 @@ std::optional<RestoredLine> ParseRestoredLine(std::string_view line) {
   return r;
 }
 
+std::string FormatQuorumLine(const QuorumLine& q) {
+  return Line(kQuorumLinePrefix, json{{"server_rank", q.server_rank},
+                                      {"table", q.table},
+                                      {"round", q.round},
+                                      {"worker", q.worker},
+                                      {"worker_rank", q.worker_rank},
+                                      {"event", q.excluded ? "excluded" : "rejoined"},
+                                      {"missed", q.missed},
+                                      {"quorum", q.quorum}});
+}
+
+std::optional<QuorumLine> ParseQuorumLine(std::string_view line) {
+  json j = Object(line, kQuorumLinePrefix);
+  if (j.is_discarded()) return std::nullopt;
+  auto event = j.find("event");
+  if (event == j.end() || !event->is_string()) return std::nullopt;
+  const std::string e = event->get<std::string>();
+  if (e != "excluded" && e != "rejoined") return std::nullopt;
+  auto worker = Number<int32_t>(j, "worker");
+  if (!worker) return std::nullopt;
+  QuorumLine q;
+  q.server_rank = Number<int>(j, "server_rank").value_or(-1);
+  q.table = Number<int64_t>(j, "table").value_or(0);
+  q.round = Number<int64_t>(j, "round").value_or(0);
+  q.worker = *worker;
+  q.worker_rank = Number<int32_t>(j, "worker_rank").value_or(-1);
+  q.excluded = e == "excluded";
+  q.missed = Number<int32_t>(j, "missed").value_or(0);
+  q.quorum = Number<int32_t>(j, "quorum").value_or(0);
+  return q;
+}
+
 std::optional<std::string_view> LastLineWithPrefix(std::string_view text, std::string_view prefix) {
   std::optional<std::string_view> found;
   size_t start = 0;

@@ -9,6 +9,8 @@
 //   PHX_PROGRESS {json}            worker, every train.log_every rounds
 //   PHX_RESULT {json}              the evaluating worker, at the end
 //   PHX_RESTORED {json}            a server started with --restore, at exit
+//   PHX_QUORUM {json}              a server, when a worker leaves or rejoins a
+//                                  synchronous round quorum it coordinated
 //
 // Parse* take a whole line and return nullopt when it is not of their kind or
 // its payload does not parse. Pure functions; safe from any thread.
@@ -25,6 +27,7 @@ inline constexpr std::string_view kHttpLinePrefix = "PHX_HTTP ";
 inline constexpr std::string_view kProgressLinePrefix = "PHX_PROGRESS ";
 inline constexpr std::string_view kResultLinePrefix = "PHX_RESULT ";
 inline constexpr std::string_view kRestoredLinePrefix = "PHX_RESTORED ";
+inline constexpr std::string_view kQuorumLinePrefix = "PHX_QUORUM ";
 
 std::string FormatEndpointLine(std::string_view endpoint);
 std::optional<std::string> ParseEndpointLine(std::string_view line);
@@ -65,6 +68,22 @@ struct RestoredLine {
 };
 std::string FormatRestoredLine(const RestoredLine& r);
 std::optional<RestoredLine> ParseRestoredLine(std::string_view line);
+
+// A worker left or rejoined a table's round quorum (ps::QuorumEvent), said by
+// the server that decided it. (table, worker, round, excluded) names a change
+// uniquely, so a reader that sees it twice counts it once.
+struct QuorumLine {
+  int server_rank = -1;
+  int64_t table = 0;
+  int64_t round = 0;
+  int32_t worker = -1;  // node id
+  int32_t worker_rank = -1;
+  bool excluded = false;  // JSON "event": "excluded" | "rejoined"
+  int32_t missed = 0;
+  int32_t quorum = 0;
+};
+std::string FormatQuorumLine(const QuorumLine& q);
+std::optional<QuorumLine> ParseQuorumLine(std::string_view line);
 
 // The last line of `text` (a log, a process's output) that starts with
 // `prefix`, without its newline.

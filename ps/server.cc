@@ -52,8 +52,11 @@ class ServerImpl final : public Server {
     }
     for (size_t i = 0; i < tables.size(); ++i) {
       rounds_.emplace_back(static_cast<uint32_t>(i), std::move(tables[i]), aggregator_.get(),
-                           &metrics_, options_.round_timeout_ms);
+                           &metrics_, options_.round_timeout_ms,
+                           options_.exclude_after_missed_rounds);
     }
+    checked_quorum_.assign(rounds_.size(), -1);
+    rule_fits_quorum_.assign(rounds_.size(), true);
     if (options_.federated.enabled) {
       PHX_ASSIGN_OR_RETURN(federated_,
                            FederatedShard::Create(options_.federated, &rounds_[0].table()));
@@ -72,7 +75,8 @@ class ServerImpl final : public Server {
     if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");
     view_ = *view;
     coordinator_ = std::make_unique<internal::RoundCoordinator>(
-        aggregator_.get(), &metrics_, &view_, options_.limits, membership_->rank(), MyId());
+        aggregator_.get(), &metrics_, &view_, options_.limits, membership_->rank(), MyId(),
+        options_.exclude_after_missed_rounds);
     PHX_RETURN_IF_ERROR(
         recovery_.Restore(view_, membership_->rank(), NumServers(), options_.tables, &rounds_));
     spdlog::info("server rank {} (id {}) serving {} on {}", membership_->rank(),
@@ -312,8 +316,8 @@ class ServerImpl final : public Server {
       spdlog::warn("server: table {} round {}: no plan from the coordinator; closing locally",
                    table_id, t.version());
       metrics_.local_fallbacks.Increment();
-      ApplyPlans(
-          {{t.table_id(), t.version(), internal::CombinePartials(*aggregator_, {t.partial()})}});
+      ApplyPlans({{t.table_id(), t.version(),
+                   coordinator_->Plan(t.table_id(), t.version(), {t.partial()})}});
       return;
     }
     if (t.ReadyToClose(view_.workers, now)) {
@@ -355,7 +359,67 @@ class ServerImpl final : public Server {
       recovery_.OnRoundClosed(p.table);
       Send(out);
       AnswerPeeks();  // a closed round refuses its late peeks
+      CheckQuorum(p.table);
     }
+    ReportQuorumChanges();
+  }
+
+  // The coordinator's quorum decisions: said once in the cluster (here),
+  // counted, and handed to the caller's hook (the launcher's PHX_QUORUM line).
+  void ReportQuorumChanges() {
+    for (const auto& c : coordinator_->TakeQuorumChanges()) {
+      const QuorumEvent e{c.table,           c.round,         c.change.worker, c.change.rank,
+                          c.change.excluded, c.change.missed, c.quorum};
+      if (e.excluded) {
+        metrics_.quorum_exclusions.Increment();
+        spdlog::warn(
+            "server: table {} round {}: worker {} (id {}) missed {} consecutive rounds and leaves "
+            "the round quorum ({} worker(s) left) until it pushes again",
+            e.table, e.round, e.worker_rank, e.worker, e.missed, e.quorum);
+      } else {
+        metrics_.quorum_rejoins.Increment();
+        spdlog::info(
+            "server: table {} round {}: worker {} (id {}) pushed after {} missed rounds "
+            "and rejoins the round quorum ({} worker(s))",
+            e.table, e.round, e.worker_rank, e.worker, e.missed, e.quorum);
+      }
+      exclusions_ += e.excluded ? 1 : 0;
+      if (options_.on_quorum_event) options_.on_quorum_event(e);
+    }
+  }
+
+  // The quorum a table waits for (live workers, minus the excluded), against
+  // what the rule needs: said once per change; rounds that cannot update say
+  // so themselves (SyncRound, once per streak) and a job none of whose rounds
+  // updated exits non-zero.
+  void CheckQuorum(uint32_t table) {
+    const SyncRound& t = rounds_[table];
+    const int q = t.QuorumSize(view_.workers);
+    if (table == 0) metrics_.quorum_size.Set(q);
+    if (q == checked_quorum_[table]) return;
+    const bool was_ok = rule_fits_quorum_[table];
+    checked_quorum_[table] = q;
+    Status s = aggregators::CheckRuleCanRun(options_.aggregator, q);
+    rule_fits_quorum_[table] = s.ok();
+    if (table == 0) metrics_.quorum_below_rule.Set(s.ok() ? 0 : 1);
+    if (!s.ok() && was_ok) {
+      spdlog::error(
+          "server: table {}: the round quorum of {} worker(s) is below what the rule "
+          "needs ({}); rounds with only its pushes cannot update the model",
+          table, q, s.message());
+    } else if (s.ok() && !was_ok) {
+      spdlog::warn("server: table {}: the round quorum of {} worker(s) fits the rule again", table,
+                   q);
+    }
+  }
+
+  // Worker ids out of a table's quorum.
+  static std::vector<int32_t> Excluded(const SyncRound& t) {
+    std::vector<int32_t> ids;
+    for (const auto& [id, missed] : t.quorum()) {
+      if (internal::Excluded(t.quorum(), id, t.exclude_after())) ids.push_back(id);
+    }
+    return ids;
   }
 
   uint32_t NumServers() const {
@@ -372,6 +436,7 @@ class ServerImpl final : public Server {
     j["mode"] = options_.synchronous ? "sync" : "async";
     j["restored_round"] = recovery_.restored_round();
     j["updates_lost"] = recovery_.updates_lost();
+    j["quorum_exclusions"] = exclusions_;  // decided by this server as coordinator
     j["endpoint"] = socket_->endpoint();
     auto tables = nlohmann::json::array();
     size_t rows = 0;
@@ -384,7 +449,9 @@ class ServerImpl final : public Server {
                         {"bytes", t.memory_bytes()},
                         {"version", rounds_[i].version()},
                         {"rounds_updated", rounds_[i].rounds_updated()},
-                        {"rounds_failed", rounds_[i].rounds_failed()}});
+                        {"rounds_failed", rounds_[i].rounds_failed()},
+                        {"quorum", rounds_[i].QuorumSize(view_.workers)},
+                        {"excluded", Excluded(rounds_[i])}});
     }
     metrics_.rows.Set(static_cast<double>(rows));
     j["tables"] = tables;
@@ -420,6 +487,10 @@ class ServerImpl final : public Server {
   mutable int64_t owns_all_epoch_ = -1;
   mutable int32_t owns_all_rank_ = -1;
   uint64_t loops_ = 0;
+  int64_t exclusions_ = 0;  // quorum exclusions this server decided
+  // CheckQuorum's last quorum size per table and whether the rule ran on it.
+  std::vector<int> checked_quorum_;
+  std::vector<bool> rule_fits_quorum_;
   // /status is read on the HTTP thread, written by the request loop.
   mutable Mutex status_mu_;
   std::string status_json_ GUARDED_BY(status_mu_) = R"({"role":"server"})";

@@ -15,6 +15,8 @@
 // any thread.
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +30,19 @@
 
 namespace phalanx::ps {
 
+// A worker left or rejoined the round quorum of a synchronous table: decided
+// by the server that coordinated the round, so each change is reported once
+// in the cluster (by that server).
+struct QuorumEvent {
+  uint32_t table = 0;
+  int64_t round = 0;    // the round whose close decided it
+  int32_t worker = -1;  // node id
+  int32_t worker_rank = -1;
+  bool excluded = false;  // true: left the quorum; false: rejoined
+  int32_t missed = 0;     // consecutive rounds it had missed
+  int quorum = 0;         // live workers in the quorum afterwards
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 0;       // 0 = any free port
@@ -36,6 +51,13 @@ struct ServerOptions {
   int requested_rank = -1;
   bool synchronous = true;
   int round_timeout_ms = 30000;
+  // Sync: a worker that missed this many consecutive rounds (closed by
+  // timeout without its push) leaves the round quorum until it pushes again;
+  // 0 = never (every round waits for every live worker).
+  int exclude_after_missed_rounds = 3;
+  // Called on the request-loop thread for each quorum change this server
+  // decided (after it is logged and counted); may be empty.
+  std::function<void(const QuorumEvent&)> on_quorum_event;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register

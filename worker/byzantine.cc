@@ -12,13 +12,13 @@ namespace phalanx::worker {
 Status ValidateByzantine(const ByzantineOptions& o) {
   static const char* kAttacks[] = {"none",       "random", "sign-flip", "gaussian", "alie",
                                    "foe",        "ipm",    "mimic",     "alie-opt", "ipm-opt",
-                                   "label-flip", "nan",    "inf"};
+                                   "label-flip", "nan",    "inf",       "silent"};
   bool known = false;
   for (const char* a : kAttacks) known |= o.attack == a;
   if (!known) {
     return InvalidArgument(
         "byzantine.attack must be one of none, random, sign-flip, gaussian, alie, foe, ipm, "
-        "mimic, alie-opt, ipm-opt, label-flip, nan, inf; got '" +
+        "mimic, alie-opt, ipm-opt, label-flip, nan, inf, silent; got '" +
         o.attack + "'");
   }
   if (o.mimic_target < 0) return InvalidArgument("byzantine.mimic_target must not be negative");

@@ -22,8 +22,9 @@
 namespace phalanx::worker {
 
 struct ByzantineOptions {
-  // none|random|sign-flip|gaussian|alie|foe|ipm|mimic|alie-opt|ipm-opt|label-flip|nan|inf
-  // (ipm is foe under its other name).
+  // none|random|sign-flip|gaussian|alie|foe|ipm|mimic|alie-opt|ipm-opt|label-flip|nan|inf|silent
+  // (ipm is foe under its other name; silent registers and pulls but never
+  // pushes).
   std::string attack = "none";
   int from_round = 0;
   double scale = 1.0;    // random: U[0, scale) per coordinate (the Flag Aggregator paper's threat)
@@ -49,6 +50,8 @@ class ByzantineBehaviour {
 
   bool active(int round) const { return options_.attack != "none" && round >= options_.from_round; }
   bool flips_labels() const { return options_.attack == "label-flip"; }
+  // Pulls every round but pushes nothing (a hung or free-riding worker).
+  bool silent(int round) const { return active(round) && options_.attack == "silent"; }
   // Attacks computed from the honest gradients (or their estimate).
   bool needs_samples() const;
   // Needs the round's actual honest gradients from the servers.

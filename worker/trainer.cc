@@ -139,6 +139,24 @@ Status Trainer::Lie(const std::vector<size_t>& batch, const SparseRows& rows,
   return Status::Ok();
 }
 
+// Issues both pushes, then waits for both: the shards work on them in parallel.
+Status Trainer::PushGradients(const SparseRows& rows, const std::vector<float>& sparse_grad,
+                              int64_t dense_version, int64_t sparse_version, int* errors) {
+  PHX_ASSIGN_OR_RETURN(uint64_t dense_push,
+                       client_->PushAsync(kDenseTable, dense_keys_, options_.dense_row_dim,
+                                          dense_grad_.data(), dense_version, true,
+                                          /*keys_unique=*/true));
+  uint64_t sparse_push = 0;
+  if (model_->embedding_dim() > 0) {
+    PHX_ASSIGN_OR_RETURN(sparse_push,
+                         client_->PushAsync(kEmbeddingTable, rows.keys,
+                                            static_cast<uint32_t>(model_->embedding_dim()),
+                                            sparse_grad.data(), sparse_version, true,
+                                            /*keys_unique=*/true));
+  }
+  return WaitPushes(dense_push, sparse_push, errors);
+}
+
 Status Trainer::WaitPushes(uint64_t dense_push, uint64_t sparse_push, int* errors) {
   for (uint64_t id : {dense_push, sparse_push}) {
     if (id == 0) continue;
@@ -253,24 +271,24 @@ Status Trainer::Run(double* final_accuracy) {
     if (options_.step_delay_ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.step_delay_ms));
     }
-    if (byzantine_.active(step)) {
-      PHX_RETURN_IF_ERROR(Lie(batch, rows, &sparse_grad, order, rng, dense_version));
-    } else if (options_.momentum > 0) {
-      ApplyMomentum(rows, &sparse_grad);
+    if (byzantine_.silent(step)) {
+      // Never pushes. Rounds go on without it (by timeout, then without
+      // waiting once it is out of the quorum), so it follows the cluster's
+      // round rather than its own count, and stops when the job's last round
+      // is open instead of waiting for one that never comes.
+      if (options_.synchronous) {
+        dense_version = std::min<int64_t>(dense_version, options_.rounds - 1);
+        step = static_cast<int>(std::max<int64_t>(step, dense_version));
+      }
+    } else {
+      if (byzantine_.active(step)) {
+        PHX_RETURN_IF_ERROR(Lie(batch, rows, &sparse_grad, order, rng, dense_version));
+      } else if (options_.momentum > 0) {
+        ApplyMomentum(rows, &sparse_grad);
+      }
+      PHX_RETURN_IF_ERROR(PushGradients(rows, sparse_grad, dense_version, sparse_version, &errors));
+      rows_moved += dense_keys_.size() + rows.keys.size();
     }
-    // Issue both pushes, then wait for both: the shards work on them in parallel.
-    PHX_ASSIGN_OR_RETURN(uint64_t dense_push,
-                         client_->PushAsync(kDenseTable, dense_keys_, options_.dense_row_dim,
-                                            dense_grad_.data(), dense_version, true,
-                                            /*keys_unique=*/true));
-    uint64_t sparse_push = 0;
-    if (sparse) {
-      PHX_ASSIGN_OR_RETURN(sparse_push, client_->PushAsync(kEmbeddingTable, rows.keys, emb_dim,
-                                                           sparse_grad.data(), sparse_version, true,
-                                                           /*keys_unique=*/true));
-    }
-    PHX_RETURN_IF_ERROR(WaitPushes(dense_push, sparse_push, &errors));
-    rows_moved += dense_keys_.size() + rows.keys.size();
 
     bool last = step + 1 == options_.rounds;
     bool eval_now = options_.evaluate && ((step + 1) % options_.eval_every == 0 || last);

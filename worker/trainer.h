@@ -70,6 +70,9 @@ class Trainer {
   Status PullRows(std::span<const uint64_t> keys, int64_t min_version, SparseRows* rows,
                   int64_t* version);
   Result<double> Evaluate(int64_t min_version);
+  // A step's pushes (dense, and the sparse rows when the model has them).
+  Status PushGradients(const SparseRows& rows, const std::vector<float>& sparse_grad,
+                       int64_t dense_version, int64_t sparse_version, int* errors);
   // Waits for a step's pushes (id 0: none); the errors a later pull realigns
   // are logged (the first 5, counted in *errors), any other one is returned.
   Status WaitPushes(uint64_t dense_push, uint64_t sparse_push, int* errors);

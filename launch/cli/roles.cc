@@ -228,6 +228,21 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.requested_rank = rank;
   o.synchronous = config.cluster.mode == "sync";
   o.round_timeout_ms = config.cluster.round_timeout_ms;
+  o.exclude_after_missed_rounds = config.cluster.exclude_after_missed_rounds;
+  // Quorum changes for the launcher (progress line, summary.json), on the
+  // request-loop thread while Run() below blocks this one.
+  o.on_quorum_event = [&out, &server](const ps::QuorumEvent& e) {
+    QuorumLine line;
+    line.server_rank = server ? server->rank() : -1;
+    line.table = e.table;
+    line.round = e.round;
+    line.worker = e.worker;
+    line.worker_rank = e.worker_rank;
+    line.excluded = e.excluded;
+    line.missed = e.missed;
+    line.quorum = e.quorum;
+    out << FormatQuorumLine(line) << std::endl;
+  };
   o.heartbeat_ms = config.cluster.heartbeat_ms;
   o.register_timeout_ms = config.cluster.register_timeout_ms;
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;

@@ -12,6 +12,7 @@
 #include "common/node_lines.h"
 #include "launch/cli/federated_live.h"
 #include "launch/cluster/internal/fault_runner.h"
+#include "launch/cluster/log_follower.h"
 #include "launch/cluster/memory_estimate.h"
 #include "launch/cluster/node_launcher.h"
 #include "launch/cluster/progress_stream.h"
@@ -170,6 +171,7 @@ class LocalRun {
       std::vector<NodeOutput> lines;
       nodes_.Poll(100, &lines);
       for (const auto& l : lines) progress_.Consume(l.line);
+      FollowServerLogs(/*now=*/false);
       faults_.Tick(progress_.last_round(), nodes_);
       // A failed node stops the job, except workers when failures are tolerated.
       if (auto failure = nodes_.JobFailure(config_.cluster.tolerate_worker_failures)) {
@@ -183,7 +185,21 @@ class LocalRun {
     }
   }
 
+  // The servers' PHX_QUORUM lines, from their logs (their stdout is not
+  // captured): twice a second while the job runs, and once more at the end.
+  void FollowServerLogs(bool now) {
+    if (!now && Clock::now() - last_follow_ < std::chrono::milliseconds(500)) return;
+    last_follow_ = Clock::now();
+    std::vector<std::string> lines;
+    for (int i = 0; i < nodes_.size(); ++i) {
+      const NodeSpec& spec = nodes_.spec(NodeHandle{i});
+      if (spec.role == Role::kServer) server_logs_.Read(spec.log_path, &lines);
+    }
+    for (const auto& l : lines) progress_.Consume(l);
+  }
+
   Result<LaunchResult> Report() {
+    FollowServerLogs(/*now=*/true);
     LaunchResult res;
     res.final_test_accuracy = progress_.final_accuracy();
     res.rounds = progress_.last_round();
@@ -211,6 +227,8 @@ class LocalRun {
   FaultRunner faults_;
   Supervisor nodes_;
   ProgressStream progress_;
+  LogFollower server_logs_;
+  Clock::time_point last_follow_{};
 };
 
 // The run folder: logs/ and a copy of the config with its overrides.

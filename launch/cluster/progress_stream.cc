@@ -8,6 +8,9 @@
 namespace phalanx::launch {
 
 void ProgressStream::Consume(std::string_view line) {
+  if (auto q = ParseQuorumLine(line)) {
+    return ConsumeQuorum(q->table, q->round, q->worker, q->worker_rank, q->excluded);
+  }
   if (auto result = ParseResultLine(line)) {
     final_accuracy_ = result->final_test_accuracy;
     return;
@@ -31,6 +34,27 @@ void ProgressStream::Consume(std::string_view line) {
   }
 }
 
+void ProgressStream::ConsumeQuorum(int64_t table, int64_t round, int worker, int worker_rank,
+                                   bool excluded) {
+  if (!quorum_seen_.insert({table, worker, round, excluded}).second) return;
+  if (excluded) {
+    exclusions_++;
+    exclusions_by_worker_[worker_rank]++;
+  } else {
+    rejoins_++;
+  }
+  auto& now = quorum_now_[{table, worker}];
+  if (round >= std::get<0>(now)) now = {round, excluded, worker_rank};
+}
+
+int ProgressStream::out_of_quorum() const {
+  std::set<int> out;
+  for (const auto& [key, change] : quorum_now_) {
+    if (std::get<1>(change)) out.insert(key.second);
+  }
+  return static_cast<int>(out.size());
+}
+
 void ProgressStream::MaybePrint(std::FILE* out, int total_rounds,
                                 std::chrono::steady_clock::time_point start) {
   using Clock = std::chrono::steady_clock;
@@ -51,9 +75,12 @@ void ProgressStream::MaybePrint(std::FILE* out, int total_rounds,
   }
   double el = std::chrono::duration<double>(Clock::now() - start).count();
   double rps = rows_.empty() ? 0 : rows_.rbegin()->second.rows_per_s;
-  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s",
+  const std::string quorum =
+      exclusions_ > 0 ? fmt::format("  quorum -{} ({} excluded)", out_of_quorum(), exclusions_)
+                      : std::string();
+  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s%s",
                tty_ ? "\r" : "", last_round_, total_rounds, last_loss_,
-               acc >= 0 ? fmt::format("{:.4f}", acc).c_str() : "  -   ", rps, el,
+               acc >= 0 ? fmt::format("{:.4f}", acc).c_str() : "  -   ", rps, el, quorum.c_str(),
                tty_ ? "   " : "\n");
   std::fflush(out);
   last_print_ = Clock::now();

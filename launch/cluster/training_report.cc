@@ -46,6 +46,10 @@ nlohmann::json Summary(const TrainingReport& rep) {
                           {"detail", f.detail},
                           {"proxied_bytes", f.proxied_bytes}});
   }
+  nlohmann::json by_worker = nlohmann::json::object();
+  for (const auto& [rank, n] : rep.progress->quorum_exclusions_by_worker()) {
+    by_worker[std::to_string(rank)] = n;
+  }
   return {{"final_test_accuracy", res.final_test_accuracy},
           {"rounds", res.rounds},
           {"wall_seconds", res.wall_seconds},
@@ -60,6 +64,9 @@ nlohmann::json Summary(const TrainingReport& rep) {
           {"config", rep.options->config_path},
           {"overrides", rep.options->overrides},
           {"faults", fault_json},
+          {"quorum_exclusions", rep.progress->quorum_exclusions()},
+          {"quorum_exclusions_by_worker", by_worker},
+          {"quorum_rejoins", rep.progress->quorum_rejoins()},
           {"updates_lost",
            res.updates_lost >= 0 ? nlohmann::json(res.updates_lost) : nlohmann::json(nullptr)}};
 }

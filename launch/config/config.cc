@@ -76,6 +76,11 @@ Status Validate(const JobConfig& c) {
       cl.formation_timeout_ms <= 0) {
     return InvalidArgument("cluster timeouts must be positive");
   }
+  if (cl.exclude_after_missed_rounds < 0 || cl.exclude_after_missed_rounds > 1000000) {
+    return InvalidArgument(
+        "cluster.exclude_after_missed_rounds must be in [0, 1000000] (0: never exclude), got " +
+        std::to_string(cl.exclude_after_missed_rounds));
+  }
   if (cl.checksum != "auto" && cl.checksum != "always" && cl.checksum != "never") {
     return InvalidArgument("cluster.checksum must be auto, always or never, got '" + cl.checksum +
                            "'");
@@ -137,11 +142,11 @@ Status Validate(const JobConfig& c) {
   {
     static const std::set<std::string> kAttacks = {
         "none",  "random",   "sign-flip", "gaussian",   "alie", "foe", "ipm",
-        "mimic", "alie-opt", "ipm-opt",   "label-flip", "nan",  "inf"};
+        "mimic", "alie-opt", "ipm-opt",   "label-flip", "nan",  "inf", "silent"};
     if (!kAttacks.count(c.byzantine.attack)) {
       return InvalidArgument(
           "byzantine.attack must be one of none, random, sign-flip, gaussian, alie, foe, ipm, "
-          "mimic, alie-opt, ipm-opt, label-flip, nan, inf; got '" +
+          "mimic, alie-opt, ipm-opt, label-flip, nan, inf, silent; got '" +
           c.byzantine.attack + "'");
     }
     if (c.byzantine.mimic_target < 0) {
@@ -189,6 +194,7 @@ Status ReadCluster(const toml::table& root, ClusterConfig* x) {
   r.Read("register_timeout_ms", &x->register_timeout_ms);
   r.Read("formation_timeout_ms", &x->formation_timeout_ms);
   r.Read("round_timeout_ms", &x->round_timeout_ms);
+  r.Read("exclude_after_missed_rounds", &x->exclude_after_missed_rounds);
   r.Read("request_timeout_ms", &x->request_timeout_ms);
   r.Read("tolerate_worker_failures", &x->tolerate_worker_failures);
   r.Read("http", &x->http);

@@ -21,10 +21,14 @@ struct ClusterConfig {
   std::string host = "127.0.0.1";  // address every node binds and advertises
   uint32_t num_slots = 1024;       // key slots; slot -> server table in the view
   int heartbeat_ms = 300;
-  int heartbeat_timeout_ms = 3000;        // a node silent this long is dead
-  int register_timeout_ms = 30000;        // give up reaching the scheduler after this
-  int formation_timeout_ms = 300000;      // wait this long for every node to register
-  int round_timeout_ms = 30000;           // sync: close a round without missing workers
+  int heartbeat_timeout_ms = 3000;    // a node silent this long is dead
+  int register_timeout_ms = 30000;    // give up reaching the scheduler after this
+  int formation_timeout_ms = 300000;  // wait this long for every node to register
+  int round_timeout_ms = 30000;       // sync: close a round without missing workers
+  // Sync: a worker that missed this many consecutive rounds (each closed by
+  // round_timeout_ms without its push) leaves the round quorum, so later
+  // rounds stop waiting for it, until it pushes again. 0 = never exclude.
+  int exclude_after_missed_rounds = 3;
   int request_timeout_ms = 120000;        // worker pull/push deadline
   bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies
   bool http = true;                       // serve /metrics and /status on every process

@@ -197,12 +197,12 @@ Status ReadKindParameters(const FaultConfig& e, const std::string& w, bool round
   switch (f.kind) {
     case FaultKind::kByzantine: {
       if (f.node.role != Role::kWorker) return bad("only workers can be Byzantine");
-      static const std::set<std::string> kAttacks = {"random", "sign-flip",  "gaussian", "alie",
-                                                     "foe",    "label-flip", "nan",      "inf"};
+      static const std::set<std::string> kAttacks = {
+          "random", "sign-flip", "gaussian", "alie", "foe", "label-flip", "nan", "inf", "silent"};
       if (!kAttacks.count(e.attack)) {
         return bad(
             "attack must be one of random, sign-flip, gaussian, alie, foe, label-flip, "
-            "nan, inf; got '" +
+            "nan, inf, silent; got '" +
             e.attack + "'");
       }
       if (seconds) {

@@ -54,6 +54,32 @@ void SaveVector(Ar& ar, const std::vector<T>& v) {
   ar(cereal::binary_data(v.data(), v.size() * sizeof(T)));
 }
 
+// Two parallel lists (ids ascending, counts >= 1), so a decoded state has the
+// shape every writer gives it.
+template <class Ar>
+void SaveQuorum(Ar& ar, const QuorumState& q) {
+  std::vector<int32_t> ids, missed;
+  for (const auto& [id, m] : q) {
+    ids.push_back(id);
+    missed.push_back(m);
+  }
+  SaveVector(ar, ids);
+  SaveVector(ar, missed);
+}
+
+template <class Ar>
+void LoadQuorum(Ar& ar, QuorumState& q) {
+  std::vector<int32_t> ids, missed;
+  LoadVector(ar, ids);
+  LoadVector(ar, missed);
+  if (ids.size() != missed.size()) throw cereal::Exception("quorum lists differ in length");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0 && ids[i] <= ids[i - 1]) throw cereal::Exception("quorum ids not ascending");
+    if (missed[i] < 1) throw cereal::Exception("quorum count below 1");
+    q.emplace_hint(q.end(), ids[i], missed[i]);
+  }
+}
+
 }  // namespace
 
 std::string EncodePartial(const GramPartial& p) {
@@ -62,6 +88,7 @@ std::string EncodePartial(const GramPartial& p) {
     SaveVector(ar, p.finite);
     ar(p.extra);
     SaveMatrix(ar, p.gram);
+    SaveQuorum(ar, p.quorum);
   });
 }
 
@@ -71,6 +98,7 @@ Result<GramPartial> DecodePartial(const std::string& bytes) {
     LoadVector(ar, p.finite);
     ar(p.extra);
     LoadMatrix(ar, p.gram);
+    LoadQuorum(ar, p.quorum);
   });
   if (!r.ok()) return r;
   const GramPartial& p = *r;
@@ -99,6 +127,7 @@ std::string EncodePlan(const RoundPlan& p) {
     Eigen::MatrixXd c = p.plan.coefficients;
     SaveMatrix(ar, c);
     SaveVector(ar, p.plan.selected);
+    SaveQuorum(ar, p.quorum);
   });
 }
 
@@ -115,6 +144,7 @@ Result<RoundPlan> DecodePlan(const std::string& bytes) {
     if (c.cols() > 1) throw cereal::Exception("coefficients must be a vector");
     p.plan.coefficients = c.size() ? Eigen::VectorXd(c.col(0)) : Eigen::VectorXd();
     LoadVector(ar, p.plan.selected);
+    LoadQuorum(ar, p.quorum);
   });
 }
 

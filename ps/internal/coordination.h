@@ -16,6 +16,7 @@
 
 #include "aggregators/aggregator.h"
 #include "common/status.h"
+#include "ps/internal/quorum.h"
 
 namespace phalanx::ps::internal {
 
@@ -24,6 +25,7 @@ struct GramPartial {
   std::vector<uint8_t> finite;   // per worker: 1 if its slice had no NaN/Inf
   int32_t extra = 0;             // extra columns k appended after the workers
   Eigen::MatrixXd gram;          // (n+k) x (n+k); empty for coordinate-wise rules
+  QuorumState quorum;            // the shard's quorum state (from the last plan it applied)
 };
 
 struct RoundPlan {
@@ -31,6 +33,7 @@ struct RoundPlan {
   bool local = false;            // coordinate-wise: each shard runs the rule itself
   aggregators::GramPlan plan;    // when !local
   std::string error;             // non-empty: the round is closed without an update
+  QuorumState quorum;            // the quorum state after this round (ps/internal/quorum.h)
 };
 
 std::string EncodePartial(const GramPartial& p);

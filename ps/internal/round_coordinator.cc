@@ -6,8 +6,14 @@ namespace phalanx::ps::internal {
 
 RoundCoordinator::RoundCoordinator(aggregators::Aggregator* rule, ServerMetrics* metrics,
                                    const ClusterView* view, WireLimits limits, int32_t rank,
-                                   int32_t self)
-    : rule_(rule), metrics_(metrics), view_(view), limits_(limits), rank_(rank), self_(self) {}
+                                   int32_t self, int exclude_after)
+    : rule_(rule),
+      metrics_(metrics),
+      view_(view),
+      limits_(limits),
+      rank_(rank),
+      self_(self),
+      exclude_after_(exclude_after) {}
 
 int RoundCoordinator::CoordinatorRank() const {
   for (const auto& s : view_->servers) {
@@ -87,7 +93,7 @@ void RoundCoordinator::TryCombine(uint32_t table, int64_t round, Outbox* out,
   }
   std::vector<GramPartial> parts;
   for (auto& [rank, p] : c.partials) parts.push_back(std::move(p));
-  RoundPlan plan = CombinePartials(*rule_, parts);
+  RoundPlan plan = Plan(table, round, std::move(parts));
   std::string body = EncodePlan(plan);
   for (auto& [rank, peer] : c.peers) {
     if (peer.empty()) continue;
@@ -101,6 +107,19 @@ void RoundCoordinator::TryCombine(uint32_t table, int64_t round, Outbox* out,
   collecting_.erase(it);
   metrics_->coordinated_rounds.Increment();
   if (to_me) mine->push_back({table, round, std::move(plan)});
+}
+
+RoundPlan RoundCoordinator::Plan(uint32_t table, int64_t round, std::vector<GramPartial> partials) {
+  RoundPlan plan = CombinePartials(*rule_, partials);
+  if (partials.empty()) return plan;
+  // Every live shard applied the same plans, so any partial's state is the
+  // cluster's (a restored shard's starts empty: when it is the lowest rank,
+  // the quorum is relearned).
+  std::vector<QuorumChange> changes;
+  plan.quorum = NextQuorum(partials[0].quorum, partials, view_->workers, exclude_after_, &changes);
+  const int size = QuorumSize(plan.quorum, view_->workers, exclude_after_);
+  for (const auto& c : changes) changes_.push_back({table, round, c, size});
+  return plan;
 }
 
 void RoundCoordinator::Drain(size_t num_tables, std::vector<LocalPlan>* mine) {

@@ -26,6 +26,14 @@
 
 namespace phalanx::ps::internal {
 
+// A quorum change decided while combining (table, round) (ps/internal/quorum.h).
+struct RoundQuorumChange {
+  uint32_t table = 0;
+  int64_t round = 0;
+  QuorumChange change;
+  int quorum = 0;  // quorum size after the change
+};
+
 // A plan for one of this shard's own tables.
 struct LocalPlan {
   uint32_t table = 0;
@@ -36,8 +44,10 @@ struct LocalPlan {
 class RoundCoordinator {
  public:
   // `rule`, `metrics` and `view` (the server's current view) must outlive this.
+  // `exclude_after`: consecutive missed rounds that take a worker out of the
+  // round quorum (0 = never; ps/internal/quorum.h).
   RoundCoordinator(aggregators::Aggregator* rule, ServerMetrics* metrics, const ClusterView* view,
-                   WireLimits limits, int32_t rank, int32_t self);
+                   WireLimits limits, int32_t rank, int32_t self, int exclude_after = 0);
 
   // The lowest-ranked live server (this one when none is alive).
   int CoordinatorRank() const;
@@ -57,6 +67,13 @@ class RoundCoordinator {
   void Drain(size_t num_tables, std::vector<LocalPlan>* mine);
   // The view changed: a dead shard no longer holds up the rounds it was in.
   void Recombine(Outbox* out, std::vector<LocalPlan>* mine);
+  // The plan of (table, round) from `partials` (the lowest rank's first):
+  // the rule's plan and the next quorum state, started from the first
+  // partial's. Used for every combined round and for a shard's local
+  // fallback; quorum changes are kept for TakeQuorumChanges.
+  RoundPlan Plan(uint32_t table, int64_t round, std::vector<GramPartial> partials);
+  // The quorum changes decided since the last call, in order.
+  std::vector<RoundQuorumChange> TakeQuorumChanges() { return std::move(changes_); }
 
  private:
   struct Collect {
@@ -75,6 +92,8 @@ class RoundCoordinator {
   const WireLimits limits_;
   const int32_t rank_;
   const int32_t self_;
+  const int exclude_after_;
+  std::vector<RoundQuorumChange> changes_;                      // since the last TakeQuorumChanges
   std::map<std::pair<uint32_t, int64_t>, Collect> collecting_;  // by (table, round)
   std::unique_ptr<Socket> socket_;                              // to the coordinator
   std::string endpoint_;

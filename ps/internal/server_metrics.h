@@ -59,6 +59,21 @@ struct ServerMetrics {
   Counter& local_fallbacks =
       r.GetCounter("phalanx_server_local_plan_fallbacks_total",
                    "Rounds closed with a shard-local plan because the coordinator did not answer");
+  // Synchronous round quorum (ps/internal/quorum.h): changes are counted by
+  // the server that coordinated the round, so the cluster's total is the sum
+  // over servers; the gauges are this shard's view of table 0.
+  Counter& quorum_exclusions =
+      r.GetCounter("phalanx_server_quorum_exclusions_total",
+                   "Workers this server (as round coordinator) took out of the round quorum after "
+                   "cluster.exclude_after_missed_rounds consecutive missed rounds");
+  Counter& quorum_rejoins =
+      r.GetCounter("phalanx_server_quorum_rejoins_total",
+                   "Excluded workers this server (as round coordinator) let back into the quorum");
+  Gauge& quorum_size =
+      r.GetGauge("phalanx_server_quorum_size", "Live workers table 0's rounds wait for");
+  Gauge& quorum_below_rule = r.GetGauge(
+      "phalanx_server_quorum_below_rule",
+      "1 while table 0's quorum is smaller than the aggregation rule needs (CheckRuleCanRun)");
   Gauge& rows = r.GetGauge("phalanx_server_rows", "Rows held by this shard");
   Gauge& version = r.GetGauge("phalanx_server_version", "Version of table 0");
 };

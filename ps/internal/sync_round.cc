@@ -19,12 +19,14 @@ bool AllFinite(std::span<const float> v) {
 }
 
 SyncRound::SyncRound(uint32_t table_id, std::unique_ptr<EmbeddingTable> table,
-                     aggregators::Aggregator* rule, ServerMetrics* metrics, int round_timeout_ms)
+                     aggregators::Aggregator* rule, ServerMetrics* metrics, int round_timeout_ms,
+                     int exclude_after)
     : table_id_(table_id),
       table_(std::move(table)),
       rule_(rule),
       metrics_(metrics),
-      round_timeout_ms_(round_timeout_ms) {}
+      round_timeout_ms_(round_timeout_ms),
+      exclude_after_(exclude_after) {}
 
 void SyncRound::Restore(std::unique_ptr<EmbeddingTable> table, int64_t version) {
   table_ = std::move(table);
@@ -132,7 +134,8 @@ bool SyncRound::ReadyToClose(const std::vector<NodeInfo>& workers, Clock::time_p
   if (closing_ || pushes_.empty()) return false;
   int missing = 0;
   for (const auto& w : workers) {
-    if (w.alive && !pushes_.count(w.id)) missing++;
+    // Workers out of the quorum are not waited for (their push still counts).
+    if (w.alive && !pushes_.count(w.id) && !Excluded(quorum_, w.id, exclude_after_)) missing++;
   }
   if (missing == 0) return true;
   if (now - round_started_ <= std::chrono::milliseconds(round_timeout_ms_)) return false;
@@ -179,6 +182,7 @@ void SyncRound::BuildSlice() {
     partial_.finite.push_back(p.excluded ? 0 : 1);
   }
   partial_.workers = sl.workers;
+  partial_.quorum = quorum_;
   const size_t n = pushes.size();
   // Fast path: every worker pushed the same key list (dense parameters).
   bool same_keys = true;
@@ -280,6 +284,7 @@ bool SyncRound::FinishClose(int64_t round, const RoundPlan& plan, int32_t self, 
     if (!std::binary_search(plan.workers.begin(), plan.workers.end(), id)) dropped_from_plan++;
   }
   metrics_->dropped_workers.Increment(dropped_from_plan);
+  quorum_ = plan.quorum;
   metrics_->round_seconds.Observe(std::chrono::duration<double>(start - round_started_).count());
   metrics_->apply_seconds.Observe(SecondsSince(start));
   metrics_->rounds.Increment();

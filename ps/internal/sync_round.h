@@ -51,8 +51,10 @@ bool AllFinite(std::span<const float> v);
 class SyncRound {
  public:
   // `rule` and `metrics` must outlive this.
+  // A worker that missed `exclude_after` consecutive rounds leaves the round
+  // quorum (ps/internal/quorum.h; 0 = never).
   SyncRound(uint32_t table_id, std::unique_ptr<EmbeddingTable> table, aggregators::Aggregator* rule,
-            ServerMetrics* metrics, int round_timeout_ms);
+            ServerMetrics* metrics, int round_timeout_ms, int exclude_after = 0);
 
   uint32_t table_id() const { return table_id_; }
   EmbeddingTable& table() { return *table_; }
@@ -62,6 +64,12 @@ class SyncRound {
   // This round's pushes by worker id.
   const std::map<int32_t, WorkerPush>& pushes() const { return pushes_; }
   const GramPartial& partial() const { return partial_; }
+  // The quorum state of the last plan applied, and what it means for `workers`.
+  const QuorumState& quorum() const { return quorum_; }
+  int exclude_after() const { return exclude_after_; }
+  int QuorumSize(const std::vector<NodeInfo>& workers) const {
+    return internal::QuorumSize(quorum_, workers, exclude_after_);
+  }
 
   // Replaces the table and version with a restored snapshot's.
   void Restore(std::unique_ptr<EmbeddingTable> table, int64_t version);
@@ -76,8 +84,9 @@ class SyncRound {
   // (synchronous), answered into `out` otherwise.
   void Pull(const std::string& peer, Message req, bool synchronous, int32_t self, Outbox* out);
 
-  // Whether the open round should start closing: every live worker pushed, or
-  // round_timeout_ms passed since the first push (the missing are counted).
+  // Whether the open round should start closing: every live worker of the
+  // quorum pushed, or round_timeout_ms passed since the first push (the
+  // missing quorum members are counted).
   bool ReadyToClose(const std::vector<NodeInfo>& workers, Clock::time_point now);
   // Phase 2 overdue: the plan did not come within round_timeout_ms.
   bool PlanOverdue(Clock::time_point now) const;
@@ -87,7 +96,8 @@ class SyncRound {
   const GramPartial& StartClose();
   // Phase 2: applies `plan` (for `round`; a stale or duplicate plan is
   // ignored and false returned), advances the version, opens the next round
-  // with the pushes that came early and answers the waiting pulls.
+  // with the pushes that came early and answers the waiting pulls. The plan's
+  // quorum state becomes this table's.
   bool FinishClose(int64_t round, const RoundPlan& plan, int32_t self, Outbox* out);
 
   // Closed rounds that updated the table / that closed without an update
@@ -119,6 +129,8 @@ class SyncRound {
   aggregators::Aggregator* rule_;
   ServerMetrics* metrics_;
   const int round_timeout_ms_;
+  const int exclude_after_;
+  QuorumState quorum_;  // adopted from each plan; sent with each partial
   int64_t version_ = 0;
   std::map<int32_t, WorkerPush> pushes_;  // this round's pushes by worker id
   std::map<int32_t, WorkerPush> early_;   // next round's pushes that came while closing

@@ -90,6 +90,31 @@ TEST(NodeLinesTest, ResultAndRestoredRoundTrip) {
   EXPECT_FALSE(ParseRestoredLine("PHX_RESTORED nope"));
 }
 
+TEST(NodeLinesTest, QuorumRoundTripsAndRefusesBadEvents) {
+  QuorumLine q;
+  q.server_rank = 0;
+  q.table = 1;
+  q.round = 42;
+  q.worker = 7;
+  q.worker_rank = 3;
+  q.excluded = true;
+  q.missed = 2;
+  q.quorum = 3;
+  auto p = ParseQuorumLine(FormatQuorumLine(q));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->table, 1);
+  EXPECT_EQ(p->round, 42);
+  EXPECT_EQ(p->worker, 7);
+  EXPECT_EQ(p->worker_rank, 3);
+  EXPECT_TRUE(p->excluded);
+  EXPECT_EQ(p->missed, 2);
+  EXPECT_EQ(p->quorum, 3);
+  q.excluded = false;
+  EXPECT_NE(FormatQuorumLine(q).find("\"rejoined\""), std::string::npos);
+  EXPECT_FALSE(ParseQuorumLine("PHX_QUORUM {\"worker\":1,\"event\":\"left\"}"));
+  EXPECT_FALSE(ParseQuorumLine("PHX_QUORUM {\"event\":\"excluded\"}"));  // no worker
+}
+
 TEST(NodeLinesTest, LastLineWithPrefixScansText) {
   std::string text = "hello\nPHX_RESULT {\"rank\":0}\nx PHX_RESULT no\nPHX_RESULT {\"rank\":1}";
   auto l = LastLineWithPrefix(text, kResultLinePrefix);

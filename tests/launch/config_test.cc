@@ -27,6 +27,21 @@ r = 3
   EXPECT_EQ(c->data.path, "/usr/share/datasets/fashion-mnist");
 }
 
+TEST(ConfigTest, ExcludeAfterMissedRounds) {
+  auto c = ParseConfig("");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cluster.exclude_after_missed_rounds, 3);
+  c = ParseConfig("", {"cluster.exclude_after_missed_rounds=0"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->cluster.exclude_after_missed_rounds, 0);
+  c = ParseConfig("", {"cluster.exclude_after_missed_rounds=-1"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("cluster.exclude_after_missed_rounds"), std::string::npos)
+      << c.status().ToString();
+  c = ParseConfig("", {"byzantine.count=1", "byzantine.attack=silent"});
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+}
+
 TEST(ConfigTest, TableFanOutThresholds) {
   auto c = ParseConfig("");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
