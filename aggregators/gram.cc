@@ -19,11 +19,6 @@ namespace {
 constexpr Eigen::Index kChunkRows = 1 << 15;
 constexpr Eigen::Index kBlockRows = internal::kGramBlockRows;
 
-template <typename T>
-void WidenColumn(const T* src, Eigen::Index len, double* dst) {
-  for (Eigen::Index r = 0; r < len; ++r) dst[r] = static_cast<double>(src[r]);
-}
-
 template <typename G>
 Eigen::MatrixXd GramImpl(const internal::GramKernel& kernel, const G& gradients,
                          const SliceD& extras, bool parallel) {
@@ -45,17 +40,9 @@ Eigen::MatrixXd GramImpl(const internal::GramKernel& kernel, const G& gradients,
       const Eigen::Index len = std::min(kBlockRows, end - b);
       if (len < kBlockRows) view.setZero();
       // One conversion per value; the n(n+1)/2 products then run from cache.
-      // Plain column loops (Ref columns are contiguous): Eigen's strided
-      // block cast ran at a fraction of this speed and cost more than the
-      // products themselves with the AVX2 kernel.
-      for (Eigen::Index c = 0; c < n; ++c) {
-        WidenColumn(gradients.data() + c * gradients.outerStride() + b, len,
-                    block.data() + c * kBlockRows);
-      }
-      for (Eigen::Index c = 0; c < k; ++c) {
-        WidenColumn(extras.data() + c * extras.outerStride() + b, len,
-                    block.data() + (n + c) * kBlockRows);
-      }
+      // One conversion per value; the n(n+1)/2 products then run from cache.
+      view.topLeftCorner(len, n) = gradients.middleRows(b, len).template cast<double>();
+      if (k > 0) view.block(0, n, len, k) = extras.middleRows(b, len);
       kernel.accumulate(block.data(), len, m, acc.data(), acc.rows());
     }
     partial[c] = std::move(acc);
