@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aggregators/internal/common.h"
+#include "aggregators/internal/gram_dispatch.h"
 
 namespace phalanx::aggregators {
 namespace {
@@ -16,93 +17,33 @@ namespace {
 // Deterministic chunking: chunk partials are summed in chunk order, so the
 // Gram matrix is bit-identical whatever the thread count.
 constexpr Eigen::Index kChunkRows = 1 << 15;
-// Cache block: 256 rows x (n+k) doubles, 32 KB for n+k = 16: the tile loop
-// reads it from L1 (512 rows measured 20-25% slower at n = 15).
-constexpr Eigen::Index kBlockRows = 256;
-// Register tile of the Gram kernel: 4 x 4 column pairs, 8 rows per step
-// (16 accumulators of one 512-bit vector each).
-constexpr Eigen::Index kTile = 4;
-constexpr Eigen::Index kLanes = 8;
-
-// acc(i, j) += sum_r block(r, i) * block(r, j) for the lower triangle j <= i,
-// over a column-major block of kBlockRows rows (zero-padded past `len`) and
-// m4 columns (a multiple of kTile, zero-padded past the real ones). Eigen's
-// rankUpdate spends most of its time packing for a 15 x 15 result; this
-// kernel keeps a 4 x 4 tile of dot products in registers and streams the
-// block through them: 16 FMAs per 8 loads. The lane sums are reduced in a
-// fixed order, so results do not depend on threads or alignment.
-// Eight doubles, one 512-bit register with AVX-512 (two or four narrower
-// ones otherwise; GCC lowers the vector type).
-using V8 = double __attribute__((vector_size(64)));
-static_assert(kLanes == 8, "V8 holds kLanes doubles");
-
-inline V8 LoadV8(const double* p) {
-  V8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-void AccumulateGramBlock(const double* block, Eigen::Index len, Eigen::Index m4,
-                         Eigen::MatrixXd& acc) {
-  const Eigen::Index steps = (len + kLanes - 1) / kLanes;
-  for (Eigen::Index i0 = 0; i0 < m4; i0 += kTile) {
-    for (Eigen::Index j0 = 0; j0 <= i0; j0 += kTile) {
-      V8 s[kTile][kTile];
-#pragma GCC unroll 4
-      for (Eigen::Index x = 0; x < kTile; ++x) {
-#pragma GCC unroll 4
-        for (Eigen::Index y = 0; y < kTile; ++y) s[x][y] = V8{};
-      }
-      const double* a = block + i0 * kBlockRows;
-      const double* b = block + j0 * kBlockRows;
-      for (Eigen::Index t = 0; t < steps; ++t) {
-        const Eigen::Index r = t * kLanes;
-        V8 av[kTile], bv[kTile];
-#pragma GCC unroll 4
-        for (Eigen::Index x = 0; x < kTile; ++x) {
-          av[x] = LoadV8(a + x * kBlockRows + r);
-          bv[x] = LoadV8(b + x * kBlockRows + r);
-        }
-#pragma GCC unroll 4
-        for (Eigen::Index x = 0; x < kTile; ++x) {
-#pragma GCC unroll 4
-          for (Eigen::Index y = 0; y < kTile; ++y) s[x][y] += av[x] * bv[y];
-        }
-      }
-      for (Eigen::Index x = 0; x < kTile; ++x) {
-        for (Eigen::Index y = 0; y < kTile; ++y) {
-          if (j0 + y > i0 + x || i0 + x >= acc.rows()) continue;
-          const V8& v = s[x][y];
-          acc(i0 + x, j0 + y) += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-        }
-      }
-    }
-  }
-}
+constexpr Eigen::Index kBlockRows = internal::kGramBlockRows;
 
 template <typename G>
-Eigen::MatrixXd GramImpl(const G& gradients, const SliceD& extras, bool parallel) {
+Eigen::MatrixXd GramImpl(const internal::GramKernel& kernel, const G& gradients,
+                         const SliceD& extras, bool parallel) {
   const Eigen::Index d = gradients.rows();
   const Eigen::Index n = gradients.cols();
   const Eigen::Index k = extras.cols();
   const Eigen::Index m = n + k;
-  const Eigen::Index m4 = (m + kTile - 1) / kTile * kTile;
+  const Eigen::Index padded = kernel.padded_cols(m);
   const Eigen::Index chunks = std::max<Eigen::Index>(1, (d + kChunkRows - 1) / kChunkRows);
   std::vector<Eigen::MatrixXd> partial(chunks);
   auto run_chunk = [&](Eigen::Index c) {
     Eigen::MatrixXd acc = Eigen::MatrixXd::Zero(m, m);
-    // Column-major kBlockRows x m4, zero outside the data (padding columns
-    // stay zero; padding rows are cleared for a short last block).
-    std::vector<double> block(static_cast<size_t>(kBlockRows * m4), 0.0);
-    Eigen::Map<Eigen::MatrixXd> view(block.data(), kBlockRows, m4);
+    // Column-major kBlockRows x padded, zero outside the data (padding
+    // columns stay zero; padding rows are cleared for a short last block).
+    std::vector<double> block(static_cast<size_t>(kBlockRows * padded), 0.0);
+    Eigen::Map<Eigen::MatrixXd> view(block.data(), kBlockRows, padded);
     const Eigen::Index end = std::min(d, (c + 1) * kChunkRows);
     for (Eigen::Index b = c * kChunkRows; b < end; b += kBlockRows) {
       const Eigen::Index len = std::min(kBlockRows, end - b);
       if (len < kBlockRows) view.setZero();
       // One conversion per value; the n(n+1)/2 products then run from cache.
+      // One conversion per value; the n(n+1)/2 products then run from cache.
       view.topLeftCorner(len, n) = gradients.middleRows(b, len).template cast<double>();
       if (k > 0) view.block(0, n, len, k) = extras.middleRows(b, len);
-      AccumulateGramBlock(block.data(), len, m4, acc);
+      kernel.accumulate(block.data(), len, m, acc.data(), acc.rows());
     }
     partial[c] = std::move(acc);
   };
@@ -166,27 +107,53 @@ Result<Eigen::VectorXd> ApplyImpl(const GramPlan& plan, const G& gradients, cons
   return internal::ApplyCoordinatewise(plan.coordinatewise_rule, plan.coordinatewise_f, mixed);
 }
 
-}  // namespace
-
-Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, const SliceD& extras, bool parallel) {
+template <typename G>
+Result<Eigen::MatrixXd> CheckedGram(const G& gradients, const SliceD& extras, bool parallel) {
   if (extras.cols() > 0 && extras.rows() != gradients.rows()) {
     return InvalidArgument("PartialGram: extras have " + std::to_string(extras.rows()) +
                            " rows, gradients " + std::to_string(gradients.rows()));
   }
-  return GramImpl(gradients, extras, parallel);
+  const Result<const internal::GramKernel*>& kernel = internal::ActiveGramKernel();
+  if (!kernel.ok()) return kernel.status();
+  return GramImpl(**kernel, gradients, extras, parallel);
+}
+
+}  // namespace
+
+namespace internal {
+
+Eigen::MatrixXd PartialGramWith(const GramKernel& kernel, const SliceF& gradients,
+                                const SliceD& extras, bool parallel) {
+  return GramImpl(kernel, gradients, extras, parallel);
+}
+
+Eigen::MatrixXd PartialGramWith(const GramKernel& kernel, const SliceD& gradients,
+                                const SliceD& extras, bool parallel) {
+  return GramImpl(kernel, gradients, extras, parallel);
+}
+
+}  // namespace internal
+
+std::string_view GramKernelName() {
+  const Result<const internal::GramKernel*>& kernel = internal::ActiveGramKernel();
+  if (!kernel.ok()) {
+    static const std::string kRefused = "none (" + kernel.status().ToString() + ")";
+    return kRefused;
+  }
+  return (*kernel)->name;
+}
+
+Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, const SliceD& extras, bool parallel) {
+  return CheckedGram(gradients, extras, parallel);
 }
 
 Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, bool parallel) {
   const Eigen::MatrixXd none(gradients.rows(), 0);
-  return GramImpl(gradients, none, parallel);
+  return CheckedGram(gradients, none, parallel);
 }
 
 Result<Eigen::MatrixXd> PartialGram(const SliceD& gradients, const SliceD& extras, bool parallel) {
-  if (extras.cols() > 0 && extras.rows() != gradients.rows()) {
-    return InvalidArgument("PartialGram: extras have " + std::to_string(extras.rows()) +
-                           " rows, gradients " + std::to_string(gradients.rows()));
-  }
-  return GramImpl(gradients, extras, parallel);
+  return CheckedGram(gradients, extras, parallel);
 }
 
 Result<Eigen::VectorXd> ApplyGramPlan(const GramPlan& plan, const SliceD& gradients,

@@ -6,6 +6,7 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <string_view>
 
 #include "aggregators/aggregator.h"
 #include "common/status.h"
@@ -29,6 +30,13 @@ Result<Eigen::MatrixXd> PartialGram(const SliceF& gradients, bool parallel = tru
 // Same for float64 gradients (tests, simulator).
 Result<Eigen::MatrixXd> PartialGram(const SliceD& gradients, const SliceD& extras,
                                     bool parallel = true);
+
+// The Gram kernel variant PartialGram runs in this process: "scalar",
+// "avx2" or "avx512", the widest this CPU supports unless the environment
+// variable PHX_KERNEL names another (for tests and benchmarks). If PHX_KERNEL
+// names one this CPU or build cannot run, "none (<the error>)", and every
+// PartialGram returns that InvalidArgument. For /status and build_info.
+std::string_view GramKernelName();
 
 // Applies a plan to a shard's slice: returns the rows of the aggregate for
 // these coordinates. extras must be the same rows x k columns that went into

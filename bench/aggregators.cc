@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -150,6 +151,34 @@ void BM_PartialGram(benchmark::State& state, int n, int64_t d) {
   state.counters["x_read"] = per / data.read_f32;
 }
 
+// The same, on one thread: what the TBB chunking over both cores gains.
+void BM_PartialGramSerial(benchmark::State& state, int n, int64_t d) {
+  Data& data = GetData(n, d);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) benchmark::DoNotOptimize(PartialGram(data.f32, /*parallel=*/false));
+  const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                     static_cast<double>(state.iterations());
+  state.counters["x_read"] = per / data.read_f32;
+}
+
+// "model name, family F model M" of /proc/cpuinfo's first CPU, for the
+// header (figures are per machine; a guest's model name can be as vague as
+// "AMD EPYC").
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, name = "unknown", family = "?", model = "?";
+  auto value = [&line] {
+    const size_t colon = line.find(':');
+    return colon == std::string::npos ? std::string() : line.substr(colon + 2);
+  };
+  while (std::getline(in, line) && !line.empty()) {
+    if (line.rfind("model name", 0) == 0) name = value();
+    if (line.rfind("cpu family", 0) == 0) family = value();
+    if (line.rfind("model\t", 0) == 0) model = value();
+  }
+  return name + ", family " + family + " model " + model;
+}
+
 void BM_Direct(benchmark::State& state, const Rule& rule, int n, int64_t d) {
   Data& data = GetData(n, d);
   auto agg = Make(rule, n);
@@ -219,6 +248,9 @@ void RegisterAll(bool big) {
           ->Unit(benchmark::kMillisecond);
       benchmark::RegisterBenchmark(("partial_gram_f32" + suffix).c_str(), BM_PartialGram, n, d)
           ->Unit(benchmark::kMillisecond);
+      benchmark::RegisterBenchmark(("partial_gram_serial_f32" + suffix).c_str(),
+                                   BM_PartialGramSerial, n, d)
+          ->Unit(benchmark::kMillisecond);
       for (const Rule& rule : Rules()) {
         benchmark::RegisterBenchmark(("direct/" + rule.name + suffix).c_str(), BM_Direct, rule, n,
                                      d)
@@ -248,6 +280,8 @@ int main(int argc, char** argv) {
   }
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
+  benchmark::AddCustomContext("cpu_model", phalanx::aggregators::CpuModel());
+  benchmark::AddCustomContext("gram_kernel", std::string(phalanx::aggregators::GramKernelName()));
   phalanx::aggregators::RegisterAll(big);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
