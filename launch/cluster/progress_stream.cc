@@ -51,9 +51,9 @@ void ProgressStream::MaybePrint(std::FILE* out, int total_rounds,
   }
   double el = std::chrono::duration<double>(Clock::now() - start).count();
   double rps = rows_.empty() ? 0 : rows_.rbegin()->second.rows_per_s;
-  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s",
+  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s%s",
                tty_ ? "\r" : "", last_round_, total_rounds, last_loss_,
-               acc >= 0 ? fmt::format("{:.4f}", acc).c_str() : "  -   ", rps, el,
+               acc >= 0 ? fmt::format("{:.4f}", acc).c_str() : "  -   ", rps, el, notes_.c_str(),
                tty_ ? "   " : "\n");
   std::fflush(out);
   last_print_ = Clock::now();

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <string>
 #include <string_view>
 
 namespace phalanx::launch {
@@ -34,6 +35,9 @@ class ProgressStream {
   // Prints "round R/N  loss L  test acc A  rows/s X  Ts" on `out`: in place
   // every 250 ms on a terminal, a line every 5 s otherwise.
   void MaybePrint(std::FILE* out, int total_rounds, std::chrono::steady_clock::time_point start);
+  // Appended to the progress line ("  restarts 1/2  snapshot failures 3"),
+  // set by the launcher from what it knows besides the workers' lines.
+  void set_notes(std::string notes) { notes_ = std::move(notes); }
   // Ends the in-place line on a terminal.
   void Finish(std::FILE* out) const;
 
@@ -47,6 +51,7 @@ class ProgressStream {
   double final_accuracy_ = -1;
   int last_round_ = 0;
   double last_loss_ = 0;
+  std::string notes_;
   bool tty_ = false;
   bool tty_known_ = false;
   std::chrono::steady_clock::time_point last_print_{};

@@ -46,6 +46,15 @@ nlohmann::json Summary(const TrainingReport& rep) {
                           {"detail", f.detail},
                           {"proxied_bytes", f.proxied_bytes}});
   }
+  // Jobs with checkpoint.dir only; empty otherwise.
+  nlohmann::json snapshots = nlohmann::json::array();
+  for (const auto& r : res.snapshots) {
+    snapshots.push_back({{"server", "server-" + std::to_string(r.rank)},
+                         {"rank", r.rank},
+                         {"snapshots", r.snapshots},
+                         {"snapshot_failures", r.snapshot_failures},
+                         {"last_snapshot_round", r.last_snapshot_round}});
+  }
   return {{"final_test_accuracy", res.final_test_accuracy},
           {"rounds", res.rounds},
           {"wall_seconds", res.wall_seconds},
@@ -61,7 +70,11 @@ nlohmann::json Summary(const TrainingReport& rep) {
           {"overrides", rep.options->overrides},
           {"faults", fault_json},
           {"updates_lost",
-           res.updates_lost >= 0 ? nlohmann::json(res.updates_lost) : nlohmann::json(nullptr)}};
+           res.updates_lost >= 0 ? nlohmann::json(res.updates_lost) : nlohmann::json(nullptr)},
+          {"restarts", res.restarts},
+          {"max_restarts", res.max_restarts},
+          {"snapshot_failures", res.snapshot_failures},
+          {"server_snapshots", snapshots}};
 }
 
 }  // namespace
