@@ -272,12 +272,13 @@ class LocalRun {
       std::string which;
       for (const auto& r : res.snapshots) {
         if (r.snapshot_failures > 0) {
-          which += fmt::format(" server-{}: {} failed, last written round {};", r.rank,
-                               r.snapshot_failures, r.last_snapshot_round);
+          which += fmt::format("{}server-{}: {} failed, last written round {}",
+                               which.empty() ? "" : "; ", r.rank, r.snapshot_failures,
+                               r.last_snapshot_round);
         }
       }
       return Unavailable(fmt::format(
-          "{} snapshot(s) could not be written to checkpoint.dir '{}' ({} ) although training "
+          "{} snapshot(s) could not be written to checkpoint.dir '{}' ({}) although training "
           "finished (final test accuracy {:.4f}); see the servers' logs in {} and summary.json",
           res.snapshot_failures, config_.checkpoint.dir, which, res.final_test_accuracy, logs_));
     }
