@@ -159,6 +159,47 @@ std::optional<QuorumLine> ParseQuorumLine(std::string_view line) {
   return q;
 }
 
+namespace {
+
+json SnapshotsJson(const SnapshotsLine& s) {
+  return json{{"rank", s.rank},
+              {"pid", s.pid},
+              {"snapshots", s.snapshots},
+              {"snapshot_failures", s.snapshot_failures},
+              {"last_snapshot_round", s.last_snapshot_round}};
+}
+
+std::optional<SnapshotsLine> SnapshotsFromJson(const json& j) {
+  if (j.is_discarded() || !j.is_object() || !Number<int64_t>(j, "snapshot_failures")) {
+    return std::nullopt;
+  }
+  SnapshotsLine s;
+  s.rank = Number<int>(j, "rank").value_or(-1);
+  s.pid = Number<int64_t>(j, "pid").value_or(-1);
+  s.snapshots = Number<int64_t>(j, "snapshots").value_or(0);
+  s.snapshot_failures = Number<int64_t>(j, "snapshot_failures").value_or(0);
+  s.last_snapshot_round = Number<int64_t>(j, "last_snapshot_round").value_or(-1);
+  return s;
+}
+
+}  // namespace
+
+std::string FormatSnapshotsLine(const SnapshotsLine& s) {
+  return Line(kSnapshotsLinePrefix, SnapshotsJson(s));
+}
+
+std::optional<SnapshotsLine> ParseSnapshotsLine(std::string_view line) {
+  return SnapshotsFromJson(Object(line, kSnapshotsLinePrefix));
+}
+
+std::optional<SnapshotsLine> SnapshotsFromStatus(std::string_view status_json) {
+  json j = json::parse(status_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("role", std::string()) != "server") {
+    return std::nullopt;
+  }
+  return SnapshotsFromJson(j);
+}
+
 std::optional<std::string_view> LastLineWithPrefix(std::string_view text, std::string_view prefix) {
   std::optional<std::string_view> found;
   size_t start = 0;

@@ -11,6 +11,7 @@
 //   PHX_RESTORED {json}            a server started with --restore, at exit
 //   PHX_QUORUM {json}              a server, when a worker leaves or rejoins a
 //                                  synchronous round quorum it coordinated
+//   PHX_SNAPSHOTS {json}           a server with checkpoint.dir, at exit
 //
 // Parse* take a whole line and return nullopt when it is not of their kind or
 // its payload does not parse. Pure functions; safe from any thread.
@@ -28,6 +29,7 @@ inline constexpr std::string_view kProgressLinePrefix = "PHX_PROGRESS ";
 inline constexpr std::string_view kResultLinePrefix = "PHX_RESULT ";
 inline constexpr std::string_view kRestoredLinePrefix = "PHX_RESTORED ";
 inline constexpr std::string_view kQuorumLinePrefix = "PHX_QUORUM ";
+inline constexpr std::string_view kSnapshotsLinePrefix = "PHX_SNAPSHOTS ";
 
 std::string FormatEndpointLine(std::string_view endpoint);
 std::optional<std::string> ParseEndpointLine(std::string_view line);
@@ -84,6 +86,22 @@ struct QuorumLine {
 };
 std::string FormatQuorumLine(const QuorumLine& q);
 std::optional<QuorumLine> ParseQuorumLine(std::string_view line);
+
+// One server process's snapshot record. The same fields are in its /status
+// (the launcher reads them there while the job runs, and from this line once
+// the process has exited).
+struct SnapshotsLine {
+  int rank = -1;
+  int64_t pid = -1;                  // tells a replacement's record from its predecessor's
+  int64_t snapshots = 0;             // files written
+  int64_t snapshot_failures = 0;     // captures or writes that failed
+  int64_t last_snapshot_round = -1;  // round of the newest file written; -1 = none
+};
+std::string FormatSnapshotsLine(const SnapshotsLine& s);
+std::optional<SnapshotsLine> ParseSnapshotsLine(std::string_view line);
+// The record from a server's /status JSON; nullopt when it is not a server's
+// status or has no snapshot fields.
+std::optional<SnapshotsLine> SnapshotsFromStatus(std::string_view status_json);
 
 // The last line of `text` (a log, a process's output) that starts with
 // `prefix`, without its newline.

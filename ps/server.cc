@@ -1,6 +1,7 @@
 #include "ps/server.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -130,11 +131,13 @@ class ServerImpl final : public Server {
       recovery_.MaybeSnapshot(rounds_, membership_->rank(), view_.num_slots, NumServers());
       if (Status h = membership_->health(); !h.ok()) {
         recovery_.Join();
+        UpdateStatus();  // the exit line reads the final snapshot record
         return h.WithContext("server rank " + std::to_string(membership_->rank()));
       }
     }
     spdlog::info("server rank {}: shutting down", membership_->rank());
     recovery_.Join();
+    UpdateStatus();
     return ModelUpdateOutcome();
   }
 
@@ -437,6 +440,11 @@ class ServerImpl final : public Server {
     j["restored_round"] = recovery_.restored_round();
     j["updates_lost"] = recovery_.updates_lost();
     j["quorum_exclusions"] = exclusions_;  // decided by this server as coordinator
+    j["pid"] = static_cast<int64_t>(getpid());
+    j["checkpoints"] = !options_.checkpoint.dir.empty();
+    j["snapshots"] = recovery_.snapshots_written();
+    j["snapshot_failures"] = recovery_.snapshot_failures();
+    j["last_snapshot_round"] = recovery_.last_snapshot_round();
     j["endpoint"] = socket_->endpoint();
     auto tables = nlohmann::json::array();
     size_t rows = 0;

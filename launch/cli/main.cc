@@ -56,6 +56,7 @@ struct Args {
   std::string out_dir;
   bool quiet = false;
   bool require_network_faults = false;
+  int max_restarts = -1;  // -1: cluster.max_restarts
   std::string case_path;
   bool gram_form = false;
   int slices = 3;
@@ -126,6 +127,11 @@ void AddRoleCommands(CLI::App& app, Args& a, Commands& c) {
   c.local->add_flag("--quiet", a.quiet, "no progress line");
   c.local->add_flag("--require-network-faults", a.require_network_faults,
                     "refuse the run when its network faults cannot be applied (no root/netns)");
+  c.local
+      ->add_option("--max-restarts", a.max_restarts,
+                   "replace nodes that die on their own up to N times in all (servers restore "
+                   "their newest snapshot); default cluster.max_restarts = 0: fail fast")
+      ->check(CLI::Range(0, 10000));
 
   c.simulate = app.add_subcommand(
       "simulate",
@@ -219,6 +225,7 @@ int RunLaunchLocal(const Args& a, const char* argv0) {
   o.self_exe = SelfExe(argv0);
   o.quiet = a.quiet;
   o.require_network_faults = a.require_network_faults;
+  o.max_restarts = a.max_restarts;
   auto r = phalanx::launch::LaunchLocal(o, &g_stop);
   if (!r.ok()) return Fail(r.status(), "launch");
   std::printf("final test accuracy: %.4f after %d rounds in %.1f s (results in %s)\n",

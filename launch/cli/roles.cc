@@ -298,6 +298,13 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
     }
     out << FormatRestoredLine(line) << std::endl;
   }
+  if (!config.checkpoint.dir.empty()) {
+    // This process's snapshot record; the launcher puts it in summary.json
+    // and fails the job when a snapshot could not be written.
+    if (auto snaps = SnapshotsFromStatus(server->StatusJson())) {
+      out << FormatSnapshotsLine(*snaps) << std::endl;
+    }
+  }
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "launch/cluster/local_launcher.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -13,12 +14,14 @@
 #include "launch/cli/federated_live.h"
 #include "launch/cluster/internal/fault_runner.h"
 #include "launch/cluster/log_follower.h"
+#include "launch/cluster/internal/snapshot_watch.h"
 #include "launch/cluster/memory_estimate.h"
 #include "launch/cluster/node_launcher.h"
 #include "launch/cluster/progress_stream.h"
 #include "launch/cluster/supervisor.h"
 #include "launch/cluster/training_report.h"
 #include "launch/faults/fault_schedule.h"
+#include "ps/snapshot.h"
 
 namespace phalanx::launch {
 namespace {
@@ -39,7 +42,9 @@ class LocalRun {
         logs_((fs::path(options.out_dir) / "logs").string()),
         start_(Clock::now()),
         faults_(config_, std::move(schedule), start_),
-        nodes_(MakeLocalNodeLauncher()) {
+        nodes_(MakeLocalNodeLauncher()),
+        max_restarts_(options.max_restarts >= 0 ? options.max_restarts
+                                                : config_.cluster.max_restarts) {
     common_ = {"--config", options.config_path};
     for (const auto& o : options.overrides) {
       common_.push_back("--set");
@@ -101,11 +106,13 @@ class LocalRun {
     PHX_RETURN_IF_ERROR(
         nodes_.Start(Spec({Role::kScheduler, 0}, {"scheduler", "--port", "0"}, true)));
     std::optional<std::string> endpoint;
+    int http_port = 0;
     while (!endpoint) {
       std::vector<NodeOutput> lines;
       nodes_.Poll(200, &lines);
       for (const auto& l : lines) {
         if (auto ep = ParseEndpointLine(l.line)) endpoint = ep;
+        if (auto port = ParseHttpLine(l.line)) http_port = *port;
       }
       if (endpoint) break;
       PHX_RETURN_IF_ERROR(ExitedAtStart());
@@ -117,6 +124,8 @@ class LocalRun {
     // A restarted scheduler binds the same port, so nodes (and proxy routes)
     // find it where it was.
     nodes_.PinSchedulerPort(internal::SplitEndpoint(*endpoint).second);
+    scheduler_host_ = internal::SplitEndpoint(*endpoint).first;
+    snapshots_.SetScheduler(scheduler_host_, http_port);
     return *endpoint;
   }
 
@@ -170,16 +179,31 @@ class LocalRun {
       }
       std::vector<NodeOutput> lines;
       nodes_.Poll(100, &lines);
-      for (const auto& l : lines) progress_.Consume(l.line);
+      for (const auto& l : lines) {
+        progress_.Consume(l.line);
+        // A restarted scheduler serves /status on a new port.
+        auto port = ParseHttpLine(l.line);
+        if (port && nodes_.spec(l.node).role == Role::kScheduler) {
+          snapshots_.SetScheduler(scheduler_host_, *port);
+        }
+      }
       FollowServerLogs(/*now=*/false);
       faults_.Tick(progress_.last_round(), nodes_);
+      ApplyRestartPolicy();
       // A failed node stops the job, except workers when failures are tolerated.
       if (auto failure = nodes_.JobFailure(config_.cluster.tolerate_worker_failures)) {
         nodes_.StopAll();
+        if (max_restarts_ > 0) {
+          return failure->WithContext(
+              fmt::format("restarts exhausted ({}/{})", nodes_.policy_restarts(), max_restarts_));
+        }
         return *failure;
       }
-      bool all_done = !faults_.restarts_pending() && nodes_.AllExited();
-      if (!all_done && !faults_.restarts_pending()) all_done = nodes_.StopServicesLeftAlone();
+      if (!config_.checkpoint.dir.empty()) snapshots_.MaybeScrape();
+      progress_.set_notes(Notes());
+      const bool pending = faults_.restarts_pending() || nodes_.restarts_due();
+      bool all_done = !pending && nodes_.AllExited();
+      if (!all_done && !pending) all_done = nodes_.StopServicesLeftAlone();
       if (!options_.quiet) progress_.MaybePrint(stdout, config_.train.rounds, start_);
       if (all_done) return Status::Ok();
     }
@@ -198,6 +222,45 @@ class LocalRun {
     for (const auto& l : lines) progress_.Consume(l);
   }
 
+  // Nodes that died on their own, replaced while restarts are left
+  // (--max-restarts); each one is in faults.csv and summary.json.
+  void ApplyRestartPolicy() {
+    if (max_restarts_ <= 0) return;
+    auto can_restore = [this](const NodeSpec& s) {
+      return !config_.checkpoint.dir.empty() &&
+             !ps::ListSnapshots(config_.checkpoint.dir, s.rank).empty();
+    };
+    // Late enough for the scheduler to have declared the dead node dead, so
+    // that its replacement gets the same rank back.
+    const auto delay = std::chrono::milliseconds(config_.cluster.heartbeat_timeout_ms + 500);
+    for (const auto& r : nodes_.RestartFailed(max_restarts_, can_restore, delay)) {
+      faults_.RecordPolicyRestart(r.node, r.detail);
+    }
+  }
+
+  // What the progress line adds to the workers' figures.
+  std::string Notes() const {
+    std::string notes;
+    if (nodes_.policy_restarts() > 0) {
+      notes += fmt::format("  restarts {}/{}", nodes_.policy_restarts(), max_restarts_);
+    }
+    if (int64_t f = snapshots_.failures(); f > 0) notes += fmt::format("  snapshot failures {}", f);
+    return notes;
+  }
+
+  // Per server rank, every rank listed; the final exit lines win over what
+  // was read from /status during the run.
+  void ReportSnapshots(LaunchResult* res) {
+    snapshots_.AddFinal(nodes_.SnapshotsLines());
+    std::map<int, internal::RankSnapshots> by_rank;
+    for (const auto& r : snapshots_.ByRank()) by_rank[r.rank] = r;
+    for (int rank = 0; rank < config_.cluster.servers; ++rank) {
+      const internal::RankSnapshots& r = by_rank[rank];
+      res->snapshots.push_back({rank, r.snapshots, r.snapshot_failures, r.last_snapshot_round});
+      res->snapshot_failures += r.snapshot_failures;
+    }
+  }
+
   Result<LaunchResult> Report() {
     FollowServerLogs(/*now=*/true);
     LaunchResult res;
@@ -211,9 +274,29 @@ class LocalRun {
       if (r.restored_round < 0) continue;
       res.updates_lost = std::max<int64_t>(res.updates_lost, 0) + r.updates_lost;
     }
+    res.restarts = nodes_.policy_restarts();
+    res.max_restarts = max_restarts_;
+    const bool checkpoints = !config_.checkpoint.dir.empty();
+    if (checkpoints) ReportSnapshots(&res);
     WriteTrainingReport({&config_, &options_, &progress_, &res, nodes_.FailedWorkers()});
     if (res.final_test_accuracy < 0) {
       return Internal("training finished without a final accuracy; see " + logs_ + "/worker-0.log");
+    }
+    // A job configured with checkpoints that could not write one is not a
+    // success: a server failure would have lost more than it promised.
+    if (checkpoints && res.snapshot_failures > 0) {
+      std::string which;
+      for (const auto& r : res.snapshots) {
+        if (r.snapshot_failures > 0) {
+          which += fmt::format("{}server-{}: {} failed, last written round {}",
+                               which.empty() ? "" : "; ", r.rank, r.snapshot_failures,
+                               r.last_snapshot_round);
+        }
+      }
+      return Unavailable(fmt::format(
+          "{} snapshot(s) could not be written to checkpoint.dir '{}' ({}) although training "
+          "finished (final test accuracy {:.4f}); see the servers' logs in {} and summary.json",
+          res.snapshot_failures, config_.checkpoint.dir, which, res.final_test_accuracy, logs_));
     }
     return res;
   }
@@ -229,6 +312,9 @@ class LocalRun {
   ProgressStream progress_;
   LogFollower server_logs_;
   Clock::time_point last_follow_{};
+  const int max_restarts_;
+  std::string scheduler_host_;
+  internal::SnapshotWatch snapshots_;
 };
 
 // The run folder: logs/ and a copy of the config with its overrides.

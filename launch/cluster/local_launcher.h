@@ -28,6 +28,10 @@ struct LaunchOptions {
   // Network faults that cannot be applied here (no root, no netns) refuse the
   // whole run instead of only those entries.
   bool require_network_faults = false;
+  // --max-restarts: nodes that die on their own are replaced up to this many
+  // times in all; -1 = cluster.max_restarts from the config (default 0:
+  // the first failure ends the job).
+  int max_restarts = -1;
 };
 
 // One event of the fault schedule as the launcher applied it.
@@ -48,6 +52,17 @@ struct LaunchResult {
   double wall_seconds = 0;
   std::vector<AppliedFault> faults;  // also in the run folder's faults.csv
   int64_t updates_lost = -1;         // from restored servers' PHX_RESTORED lines; -1 = unknown
+  int restarts = 0;                  // nodes replaced by the restart policy
+  int max_restarts = 0;
+  // Jobs with checkpoint.dir: per server rank, over every process that held it.
+  struct ServerSnapshots {
+    int rank = -1;
+    int64_t snapshots = 0;
+    int64_t snapshot_failures = 0;
+    int64_t last_snapshot_round = -1;  // -1 = none written
+  };
+  std::vector<ServerSnapshots> snapshots;
+  int64_t snapshot_failures = 0;
 };
 
 Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic<bool>* stop);

@@ -78,9 +78,10 @@ void ProgressStream::MaybePrint(std::FILE* out, int total_rounds,
   const std::string quorum =
       exclusions_ > 0 ? fmt::format("  quorum -{} ({} excluded)", out_of_quorum(), exclusions_)
                       : std::string();
-  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s%s",
+  std::fprintf(out, "%sround %5d/%d  loss %.4f  test acc %s  rows/s %.3g  %.1fs%s%s%s",
                tty_ ? "\r" : "", last_round_, total_rounds, last_loss_,
                acc >= 0 ? fmt::format("{:.4f}", acc).c_str() : "  -   ", rps, el, quorum.c_str(),
+               notes_.c_str(),
                tty_ ? "   " : "\n");
   std::fflush(out);
   last_print_ = Clock::now();

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <string>
 #include <string_view>
 #include <tuple>
 
@@ -40,6 +41,9 @@ class ProgressStream {
   // it now, E exclusions in all): in place every 250 ms on a terminal, a line
   // every 5 s otherwise.
   void MaybePrint(std::FILE* out, int total_rounds, std::chrono::steady_clock::time_point start);
+  // Appended to the progress line ("  restarts 1/2  snapshot failures 3"),
+  // set by the launcher from what it knows besides the workers' lines.
+  void set_notes(std::string notes) { notes_ = std::move(notes); }
   // Ends the in-place line on a terminal.
   void Finish(std::FILE* out) const;
 
@@ -68,6 +72,7 @@ class ProgressStream {
   double final_accuracy_ = -1;
   int last_round_ = 0;
   double last_loss_ = 0;
+  std::string notes_;
   bool tty_ = false;
   bool tty_known_ = false;
   std::chrono::steady_clock::time_point last_print_{};

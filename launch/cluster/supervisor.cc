@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -22,6 +23,8 @@ Status Supervisor::Start(const NodeSpec& spec) {
   PHX_ASSIGN_OR_RETURN(NodeHandle h, launcher_->Start(spec));
   if (h.id != static_cast<int>(nodes_.size()))
     return Internal("node launcher numbered out of order");
+  // Operators (and tests) find a node's process here.
+  spdlog::info("started {} ({}), log {}", spec.name, launcher_->Describe(h), spec.log_path);
   nodes_.push_back({spec, h});
   return Status::Ok();
 }
@@ -61,19 +64,9 @@ std::optional<std::string> Supervisor::KillByFault(const std::string& name) {
 
 bool Supervisor::RestartKilled(const std::string& name) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    Node& old = nodes_[i];
+    const Node& old = nodes_[i];
     if (old.spec.name != name || !old.killed_by_fault || old.restarts != 0) continue;
-    old.restarts = 1;  // the old entry stays for the record
-    NodeSpec spec = old.spec;
-    if (spec.role == Role::kServer) spec.argv.push_back("--restore");
-    int n = 1;
-    for (const auto& o : nodes_) n += o.spec.name == name && o.restarts > 0 ? 1 : 0;
-    namespace fs = std::filesystem;
-    spec.log_path = (fs::path(old.spec.log_path).parent_path() /
-                     (name + ".restart" + std::to_string(n - 1) + ".log"))
-                        .string();
-    spec.capture_stdout = spec.role != Role::kServer;
-    if (Status s = Start(spec); !s.ok()) {
+    if (Status s = StartReplacement(i, /*restore=*/true); !s.ok()) {
       spdlog::error("cannot restart {}: {}", name, s.ToString());
     }
     return true;
@@ -81,9 +74,81 @@ bool Supervisor::RestartKilled(const std::string& name) {
   return false;
 }
 
+Status Supervisor::StartReplacement(size_t i, bool restore) {
+  nodes_[i].restarts = 1;  // the old entry stays for the record
+  NodeSpec spec = nodes_[i].spec;
+  const std::string name = spec.name;
+  auto& argv = spec.argv;
+  if (spec.role == Role::kServer && restore &&
+      std::find(argv.begin(), argv.end(), "--restore") == argv.end()) {
+    argv.push_back("--restore");
+  }
+  int n = 0;  // replacements of this node so far, this one included
+  for (const auto& o : nodes_) n += o.spec.name == name && o.restarts > 0 ? 1 : 0;
+  namespace fs = std::filesystem;
+  spec.log_path = (fs::path(nodes_[i].spec.log_path).parent_path() /
+                   (name + ".restart" + std::to_string(n) + ".log"))
+                      .string();
+  spec.capture_stdout = spec.role != Role::kServer;
+  return Start(spec);
+}
+
+bool Supervisor::AnyWorkerRunning() const {
+  for (const auto& n : nodes_) {
+    if (IsWorker(n.spec) && !launcher_->Exit(n.handle).exited) return true;
+  }
+  return false;
+}
+
+bool Supervisor::restarts_due() const {
+  for (const auto& n : nodes_) {
+    if (n.restart_due != Clock::time_point{} && n.restarts == 0) return true;
+  }
+  return false;
+}
+
+std::vector<Supervisor::PolicyRestart> Supervisor::RestartFailed(
+    int max_restarts, const std::function<bool(const NodeSpec&)>& can_restore,
+    std::chrono::milliseconds delay) {
+  const auto now = Clock::now();
+  for (auto& n : nodes_) {
+    if (policy_restarts_ >= max_restarts) break;
+    if (!Failed(n)) continue;
+    if (!IsWorker(n.spec) && !AnyWorkerRunning()) continue;  // the job is over
+    n.restart_due = now + delay;
+    ++policy_restarts_;
+    spdlog::warn("{} died ({}); replacement {}/{} in {} ms", n.spec.name,
+                 launcher_->Exit(n.handle).Describe(), policy_restarts_, max_restarts,
+                 delay.count());
+  }
+  std::vector<PolicyRestart> out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    if (n.restart_due == Clock::time_point{} || n.restarts != 0 || now < n.restart_due) continue;
+    const NodeSpec spec = n.spec;  // StartReplacement grows nodes_
+    const std::string why = launcher_->Exit(n.handle).Describe();
+    const bool restore = spec.role == Role::kServer && can_restore(spec);
+    Status s = StartReplacement(i, restore);
+    std::string detail =
+        fmt::format("{} died ({}); restart {}/{}", spec.name, why, ++policy_started_, max_restarts);
+    if (spec.role == Role::kServer) {
+      detail += restore ? ", restoring its newest snapshot" : ", no snapshot: initial values";
+    }
+    if (s.ok()) {
+      detail += " (" + launcher_->Describe(nodes_.back().handle) + ")";
+    } else {
+      detail += ": cannot start: " + s.ToString();
+    }
+    spdlog::warn("{}", detail);
+    out.push_back({spec.name, detail});
+  }
+  return out;
+}
+
 bool Supervisor::Failed(const Node& n) const {
   NodeExit e = launcher_->Exit(n.handle);
-  return e.exited && !n.killed_by_fault && !n.stopped_by_us && !e.Succeeded();
+  return e.exited && !n.killed_by_fault && !n.stopped_by_us && n.restarts == 0 &&
+         n.restart_due == Clock::time_point{} && !e.Succeeded();
 }
 
 std::optional<Status> Supervisor::JobFailure(bool tolerate_worker_failures) const {
@@ -106,7 +171,7 @@ bool Supervisor::AllExited() const {
 }
 
 bool Supervisor::StopServicesLeftAlone() {
-  if (AllExited()) return false;
+  if (AllExited() || restarts_due()) return false;
   for (const auto& n : nodes_) {
     if (IsWorker(n.spec) && !launcher_->Exit(n.handle).exited) return false;
   }
@@ -124,18 +189,40 @@ int Supervisor::FailedWorkers() const {
   return failed;
 }
 
+namespace {
+
+// The last line starting with `prefix` in the log at `path`; "" when none.
+std::string LastLogLine(const std::string& path, std::string_view prefix) {
+  std::ifstream in(path);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) last = line;
+  }
+  return last;
+}
+
+}  // namespace
+
 std::vector<RestoredLine> Supervisor::RestoredLines() const {
   std::vector<RestoredLine> out;
   for (const auto& n : nodes_) {
     if (n.spec.role != Role::kServer || n.spec.log_path.find(".restart") == std::string::npos) {
       continue;
     }
-    std::ifstream in(n.spec.log_path);
-    std::string line, last;
-    while (std::getline(in, line)) {
-      if (line.rfind(kRestoredLinePrefix, 0) == 0) last = line;
+    if (auto r = ParseRestoredLine(LastLogLine(n.spec.log_path, kRestoredLinePrefix))) {
+      out.push_back(*r);
     }
-    if (auto r = ParseRestoredLine(last)) out.push_back(*r);
+  }
+  return out;
+}
+
+std::vector<SnapshotsLine> Supervisor::SnapshotsLines() const {
+  std::vector<SnapshotsLine> out;
+  for (const auto& n : nodes_) {
+    if (n.spec.role != Role::kServer) continue;
+    if (auto r = ParseSnapshotsLine(LastLogLine(n.spec.log_path, kSnapshotsLinePrefix))) {
+      out.push_back(*r);
+    }
   }
   return out;
 }

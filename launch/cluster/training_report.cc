@@ -50,6 +50,15 @@ nlohmann::json Summary(const TrainingReport& rep) {
   for (const auto& [rank, n] : rep.progress->quorum_exclusions_by_worker()) {
     by_worker[std::to_string(rank)] = n;
   }
+  // Jobs with checkpoint.dir only; empty otherwise.
+  nlohmann::json snapshots = nlohmann::json::array();
+  for (const auto& r : res.snapshots) {
+    snapshots.push_back({{"server", "server-" + std::to_string(r.rank)},
+                         {"rank", r.rank},
+                         {"snapshots", r.snapshots},
+                         {"snapshot_failures", r.snapshot_failures},
+                         {"last_snapshot_round", r.last_snapshot_round}});
+  }
   return {{"final_test_accuracy", res.final_test_accuracy},
           {"rounds", res.rounds},
           {"wall_seconds", res.wall_seconds},
@@ -68,7 +77,11 @@ nlohmann::json Summary(const TrainingReport& rep) {
           {"quorum_exclusions_by_worker", by_worker},
           {"quorum_rejoins", rep.progress->quorum_rejoins()},
           {"updates_lost",
-           res.updates_lost >= 0 ? nlohmann::json(res.updates_lost) : nlohmann::json(nullptr)}};
+           res.updates_lost >= 0 ? nlohmann::json(res.updates_lost) : nlohmann::json(nullptr)},
+          {"restarts", res.restarts},
+          {"max_restarts", res.max_restarts},
+          {"snapshot_failures", res.snapshot_failures},
+          {"server_snapshots", snapshots}};
 }
 
 }  // namespace

@@ -59,6 +59,8 @@ Status CheckRuleForCluster(const JobConfig& c) {
 
 Status Validate(const JobConfig& c) {
   const auto& cl = c.cluster;
+  if (cl.max_restarts < 0 || cl.max_restarts > 10000)
+    return InvalidArgument("cluster.max_restarts must be in [0, 10000] (0: fail fast)");
   if (cl.servers < 1 || cl.servers > 256)
     return InvalidArgument("cluster.servers must be in [1, 256]");
   if (cl.workers < 1 || cl.workers > 4096)
@@ -197,6 +199,7 @@ Status ReadCluster(const toml::table& root, ClusterConfig* x) {
   r.Read("exclude_after_missed_rounds", &x->exclude_after_missed_rounds);
   r.Read("request_timeout_ms", &x->request_timeout_ms);
   r.Read("tolerate_worker_failures", &x->tolerate_worker_failures);
+  r.Read("max_restarts", &x->max_restarts);
   r.Read("http", &x->http);
   r.Read("checksum", &x->checksum);
   r.Read("max_part_bytes", &x->max_part_bytes);

@@ -31,7 +31,11 @@ struct ClusterConfig {
   int exclude_after_missed_rounds = 3;
   int request_timeout_ms = 120000;        // worker pull/push deadline
   bool tolerate_worker_failures = false;  // launcher keeps going when a worker dies
-  bool http = true;                       // serve /metrics and /status on every process
+  // `phalanx launch local` replaces a node that dies on its own (not by the
+  // fault schedule) up to this many times in all (--max-restarts); 0 = the
+  // first failure ends the job.
+  int max_restarts = 0;
+  bool http = true;  // serve /metrics and /status on every process
   // Payload checksums on worker requests (and the servers' replies to them):
   // auto (off on loopback, on across hosts) | always | never.
   std::string checksum = "auto";

@@ -136,6 +136,7 @@ void Recovery::MaybeSnapshot(const std::vector<SyncRound>& rounds, int32_t rank,
   metrics_.capture_seconds.Observe(SecondsSince(now));
   if (!image.ok()) {
     metrics_.snapshot_failures.Increment();
+    snapshot_failures_.fetch_add(1);
     spdlog::error("server: snapshot capture failed: {}", image.status().ToString());
     return;
   }
@@ -153,6 +154,8 @@ void Recovery::StartWriter(std::shared_ptr<const SnapshotImage> image, int32_t r
         if (r.ok()) {
           metrics_.write_seconds.Observe(SecondsSince(start));
           metrics_.snapshots.Increment();
+          snapshots_written_.fetch_add(1);
+          last_snapshot_round_.store(r->round);
           metrics_.snapshot_round.Set(static_cast<double>(r->round));
           metrics_.snapshot_bytes.Set(static_cast<double>(r->bytes));
           spdlog::info("server rank {}: snapshot of round {} written ({} bytes)", rank, r->round,
@@ -161,6 +164,7 @@ void Recovery::StartWriter(std::shared_ptr<const SnapshotImage> image, int32_t r
           if (!p.ok()) spdlog::warn("server: {}", p.ToString());
         } else {
           metrics_.snapshot_failures.Increment();
+          snapshot_failures_.fetch_add(1);
           spdlog::error("server rank {}: snapshot failed: {}", rank, r.status().ToString());
         }
         writer_busy_ = false;

@@ -68,6 +68,12 @@ class Recovery {
 
   int64_t restored_round() const { return restored_round_; }
   int64_t updates_lost() const { return updates_lost_; }
+  // This process's snapshot record, for /status (any thread): files written,
+  // attempts that failed (capture or write), and the round of the newest
+  // file written (-1 = none yet; a restore does not count).
+  int64_t snapshots_written() const { return snapshots_written_.load(); }
+  int64_t snapshot_failures() const { return snapshot_failures_.load(); }
+  int64_t last_snapshot_round() const { return last_snapshot_round_.load(); }
 
  private:
   struct TableRecovery {
@@ -89,6 +95,9 @@ class Recovery {
   bool have_snapshot_ = false;  // one written (or restored from) at last_snapshot_version_
   int64_t restored_round_ = -1;
   int64_t updates_lost_ = 0;
+  std::atomic<int64_t> snapshots_written_{0};
+  std::atomic<int64_t> snapshot_failures_{0};
+  std::atomic<int64_t> last_snapshot_round_{-1};
 };
 
 }  // namespace phalanx::ps::internal

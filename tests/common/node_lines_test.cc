@@ -115,6 +115,33 @@ TEST(NodeLinesTest, QuorumRoundTripsAndRefusesBadEvents) {
   EXPECT_FALSE(ParseQuorumLine("PHX_QUORUM {\"event\":\"excluded\"}"));  // no worker
 }
 
+TEST(NodeLinesTest, SnapshotsLineRoundTripsAndComesFromStatus) {
+  SnapshotsLine in;
+  in.rank = 1;
+  in.pid = 4242;
+  in.snapshots = 3;
+  in.snapshot_failures = 2;
+  in.last_snapshot_round = 60;
+  auto out = ParseSnapshotsLine(FormatSnapshotsLine(in));
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->rank, 1);
+  EXPECT_EQ(out->pid, 4242);
+  EXPECT_EQ(out->snapshots, 3);
+  EXPECT_EQ(out->snapshot_failures, 2);
+  EXPECT_EQ(out->last_snapshot_round, 60);
+  EXPECT_FALSE(ParseSnapshotsLine("PHX_SNAPSHOTS {\"rank\":1}"));  // no failure count
+  EXPECT_FALSE(ParseSnapshotsLine("PHX_SNAPSHOTS [1]"));
+  auto st = SnapshotsFromStatus(
+      R"({"role":"server","rank":0,"pid":7,"snapshots":5,"snapshot_failures":0,)"
+      R"("last_snapshot_round":100,"tables":[]})");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->pid, 7);
+  EXPECT_EQ(st->snapshots, 5);
+  EXPECT_EQ(st->last_snapshot_round, 100);
+  EXPECT_FALSE(SnapshotsFromStatus(R"({"role":"worker","snapshot_failures":0})"));
+  EXPECT_FALSE(SnapshotsFromStatus("not json"));
+}
+
 TEST(NodeLinesTest, LastLineWithPrefixScansText) {
   std::string text = "hello\nPHX_RESULT {\"rank\":0}\nx PHX_RESULT no\nPHX_RESULT {\"rank\":1}";
   auto l = LastLineWithPrefix(text, kResultLinePrefix);

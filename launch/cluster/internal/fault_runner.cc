@@ -191,6 +191,12 @@ void FaultRunner::Record(const Fault& f, const std::string& event, const std::st
   log_.push_back(a);
 }
 
+void FaultRunner::RecordPolicyRestart(const std::string& node, const std::string& detail) {
+  AppliedFault a{Elapsed(), round_, -1, "crash", node, "restart", detail};
+  spdlog::info("restart policy at {:.1f}s round {}: {}", a.time_s, a.round, detail);
+  log_.push_back(a);
+}
+
 bool FaultRunner::Covers(const Fault& f, const Link& l) const {
   bool has_node = l.client == f.node || l.listener == f.node;
   if (!has_node) return false;

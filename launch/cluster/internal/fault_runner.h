@@ -76,6 +76,10 @@ class FaultRunner {
 
   const std::vector<AppliedFault>& log() const { return log_; }
 
+  // A node the restart policy replaced (not a scheduled fault): logged as
+  // kind "crash", event "restart", index -1, beside the schedule's events.
+  void RecordPolicyRestart(const std::string& node, const std::string& detail);
+
  private:
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
