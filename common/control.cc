@@ -13,6 +13,7 @@ namespace {
 constexpr size_t kMaxString = 1024;
 constexpr size_t kMaxNodes = 1 << 16;
 constexpr size_t kMaxSlots = 1 << 20;
+constexpr size_t kMaxFingerprintKeys = 256;
 
 template <class Ar>
 void SaveNode(Ar& ar, const NodeInfo& n) {
@@ -44,7 +45,50 @@ void LoadNodes(Ar& ar, std::vector<NodeInfo>& v) {
   for (auto& x : v) LoadNode(ar, x);
 }
 
+template <class Ar>
+void SaveFingerprint(Ar& ar, const ConfigFingerprint& fp) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(fp.size())));
+  for (const auto& [key, value] : fp) {
+    SaveString(ar, key);
+    SaveString(ar, value);
+  }
+}
+
+template <class Ar>
+void LoadFingerprint(Ar& ar, ConfigFingerprint& fp) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  if (n > kMaxFingerprintKeys) throw cereal::Exception("config fingerprint over limit");
+  fp.resize(n);
+  for (auto& [key, value] : fp) {
+    LoadBoundedString(ar, key, kMaxString);
+    LoadBoundedString(ar, value, kMaxString);
+  }
+}
+
 }  // namespace
+
+std::string FingerprintMismatch(const ConfigFingerprint& job, const ConfigFingerprint& node) {
+  auto find = [](const ConfigFingerprint& fp, const std::string& key) -> const std::string* {
+    for (const auto& [k, v] : fp) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  };
+  auto quoted = [](const std::string* v) { return v ? "\"" + *v + "\"" : std::string("unset"); };
+  auto sentence = [&](const std::string& key, const std::string* in_node, const std::string* in_job) {
+    return key + " is " + quoted(in_node) + " in this node's config but " + quoted(in_job) +
+           " in the scheduler's";
+  };
+  for (const auto& [key, value] : job) {
+    const std::string* other = find(node, key);
+    if (!other || *other != value) return sentence(key, other, &value);
+  }
+  for (const auto& [key, value] : node) {
+    if (!find(job, key)) return sentence(key, &value, nullptr);
+  }
+  return {};
+}
 
 const char* RoleName(Role role) {
   switch (role) {
@@ -76,12 +120,14 @@ std::string EncodeRegister(const RegisterBody& b) {
   return EncodeBody([&](auto& ar) {
     SaveNode(ar, b.node);
     ar(b.requested_rank);
+    SaveFingerprint(ar, b.fingerprint);
   });
 }
 Result<RegisterBody> DecodeRegister(const std::string& bytes) {
   return DecodeBody<RegisterBody>(bytes, "Register", [](auto& ar, RegisterBody& b) {
     LoadNode(ar, b.node);
     ar(b.requested_rank);
+    LoadFingerprint(ar, b.fingerprint);
   });
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -24,9 +25,22 @@ struct NodeInfo {
   bool alive = true;
 };
 
+// The settings every node of one job must agree on, as ordered key/value
+// pairs named as in the config (launch/config/fingerprint.h builds it).
+using ConfigFingerprint = std::vector<std::pair<std::string, std::string>>;
+
+// The first key, in the job's order, whose value differs between the job's
+// fingerprint (the scheduler's) and a registering node's, as a sentence naming
+// both values: `model.kind is "mlp" in this node's config but "softmax" in the
+// scheduler's`. Empty when they agree. A key in one list only differs too.
+std::string FingerprintMismatch(const ConfigFingerprint& job, const ConfigFingerprint& node);
+
 struct RegisterBody {
   NodeInfo node;                // id/rank ignored unless re-registering
   int32_t requested_rank = -1;  // a replacement asks for a given rank
+  // Empty from tests and benchmarks that build a node by hand; the scheduler
+  // checks it only when it has one of its own too.
+  ConfigFingerprint fingerprint;
 };
 
 struct RegisterAck {

@@ -25,8 +25,8 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
   MutexLock lock(&c->mu_);
   bool ok = c->cv_.WaitFor(
       &c->mu_, std::chrono::milliseconds(options.register_timeout_ms),
-      [&]() REQUIRES(c->mu_) { return c->registered_.load() || !c->fatal_.empty(); });
-  if (!c->fatal_.empty()) return Unavailable(c->fatal_);
+      [&]() REQUIRES(c->mu_) { return c->registered_.load() || !c->fatal_.ok(); });
+  if (!c->fatal_.ok()) return c->fatal_;
   if (!ok) {
     return DeadlineExceeded("no answer from the scheduler at " + options.scheduler_endpoint +
                             " within " + std::to_string(options.register_timeout_ms) + " ms");
@@ -46,6 +46,7 @@ struct MembershipClient::LoopState {
   std::chrono::milliseconds backoff{100};
   bool ever_registered = false;
   bool silent = false;
+  bool refused = false;  // the scheduler said no: stop registering
 };
 
 void MembershipClient::SendRegister(LoopState& st) {
@@ -55,13 +56,14 @@ void MembershipClient::SendRegister(LoopState& st) {
   // scheduler the newest epoch seen so its views continue from there.
   body.node.id = node_id_.load();
   body.requested_rank = rank_.load() >= 0 ? rank_.load() : options_.requested_rank;
+  body.fingerprint = options_.config_fingerprint;
   Message m = MakeControlMessage(MsgType::kRegister, node_id_.load(), 0, EncodeRegister(body));
   m.header.round = epoch();
   (void)st.sock->Send(m);
 }
 
 void MembershipClient::Reregister(LoopState& st, const std::string& why) {
-  if (left_) return;
+  if (left_ || st.refused) return;
   if (registered_) {
     spdlog::warn("{}; re-registering as id {} rank {}", why, node_id_.load(), rank_.load());
     st.backoff = std::chrono::milliseconds(100);
@@ -130,6 +132,21 @@ void MembershipClient::OnMessage(LoopState& st, const Message& m) {
       if (s.code() == StatusCode::kFailedPrecondition && !left_ && st.ever_registered) {
         // The scheduler does not know us (it restarted).
         Reregister(st, "scheduler forgot this node (" + s.message() + ")");
+      } else if (s.code() == StatusCode::kInvalidArgument && !registered_) {
+        // The scheduler refused this registration (another job's config, a
+        // malformed body): asking again would get the same answer.
+        st.refused = true;
+        spdlog::error("the scheduler at {} refused this node: {}", options_.scheduler_endpoint,
+                      s.message());
+        MutexLock lock(&mu_);
+        if (st.ever_registered) {
+          lost_reason_ = "refused by the scheduler at " + options_.scheduler_endpoint + ": " +
+                         s.message();
+          lost_ = true;
+        } else {
+          fatal_ = s.WithContext("refused by the scheduler at " + options_.scheduler_endpoint);
+        }
+        cv_.SignalAll();
       } else {
         spdlog::warn("scheduler error: {}", s.ToString());
       }
@@ -159,7 +176,7 @@ void MembershipClient::CheckScheduler(LoopState& st) {
       spdlog::error("{}", lost_reason_);
       cv_.SignalAll();
     }
-  } else if (!registered_ && !left_) {
+  } else if (!registered_ && !left_ && !st.refused) {
     // First registration, or re-registration after an error: retry with backoff.
     if (st.now - st.last_register >= st.backoff) {
       SendRegister(st);
@@ -200,7 +217,7 @@ void MembershipClient::Loop() {
       Socket::Connect(Socket::Kind::kDealer, options_.scheduler_endpoint, ControlOnlyLimits());
   if (!socket_or.ok()) {
     MutexLock lock(&mu_);
-    fatal_ = socket_or.status().ToString();
+    fatal_ = Unavailable(socket_or.status().ToString());
     cv_.SignalAll();
     return;
   }

@@ -34,6 +34,9 @@ struct MembershipOptions {
   std::string scheduler_endpoint;  // tcp://host:port
   NodeInfo self;                   // role, host, ports (id/rank filled on ack)
   int requested_rank = -1;
+  // Sent with every registration; the scheduler refuses a node whose
+  // fingerprint differs from the job's (Start then fails InvalidArgument).
+  ConfigFingerprint config_fingerprint;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   // Silence after which the scheduler is presumed gone (0 = 10 heartbeats, at least 2 s).
@@ -104,7 +107,7 @@ class MembershipClient {
   std::map<std::string, int64_t> barrier_released_ GUARDED_BY(mu_);  // name -> count
   bool leave_requested_ GUARDED_BY(mu_) = false;
   std::function<void(const ClusterView&)> view_cb_ GUARDED_BY(mu_);
-  std::string fatal_ GUARDED_BY(mu_);
+  Status fatal_ GUARDED_BY(mu_);  // why Start cannot succeed
   std::string lost_reason_ GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -71,6 +71,7 @@ class ServerImpl final : public Server {
     mo.requested_rank = options_.requested_rank;
     mo.heartbeat_ms = options_.heartbeat_ms;
     mo.register_timeout_ms = options_.register_timeout_ms;
+    mo.config_fingerprint = options_.config_fingerprint;
     PHX_ASSIGN_OR_RETURN(membership_, MembershipClient::Start(mo));
     auto view = membership_->WaitForView(1, options_.formation_timeout_ms);
     if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");

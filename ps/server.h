@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "aggregators/aggregator.h"
+#include "common/control.h"
 #include "common/message.h"
 #include "common/status.h"
 #include "ps/federated_shard.h"
@@ -61,6 +62,8 @@ struct ServerOptions {
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register
+  // The job's settings, sent when registering (the scheduler refuses another job's).
+  ConfigFingerprint config_fingerprint;
   std::vector<TableOptions> tables;   // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
   // Omniscient-attack experiments: answer honest-gradient peeks

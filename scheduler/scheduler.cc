@@ -36,6 +36,9 @@ class SchedulerImpl final : public Scheduler {
                                                      "Nodes declared dead by missed heartbeats")),
         rejected_(MetricsRegistry::Global().GetCounter(
             "phalanx_rejected_messages_total", "Messages from unknown senders or malformed")),
+        config_refusals_(MetricsRegistry::Global().GetCounter(
+            "phalanx_scheduler_config_refusals_total",
+            "Registrations refused because the node's config differs from the job's")),
         epoch_gauge_(MetricsRegistry::Global().GetGauge("phalanx_cluster_epoch",
                                                         "Current cluster view epoch")) {}
 
@@ -156,6 +159,19 @@ class SchedulerImpl final : public Scheduler {
       (void)socket_->Send(MakeErrorMessage(0, 0, InvalidArgument("a scheduler cannot register")),
                           peer);
       return;
+    }
+    // A node started with another job's config would mix rows of other shapes
+    // or meaning into this job. Nodes built by hand (tests) send none.
+    if (!options_.fingerprint.empty() && !body->fingerprint.empty()) {
+      std::string diff = FingerprintMismatch(options_.fingerprint, body->fingerprint);
+      if (!diff.empty()) {
+        config_refusals_.Increment();
+        spdlog::warn("scheduler: refused a {} from {}: {}", RoleName(info.role), info.host, diff);
+        (void)socket_->Send(
+            MakeErrorMessage(0, 0, InvalidArgument("config differs from the job's: " + diff)),
+            peer);
+        return;
+      }
     }
     // A node that saw views from a scheduler before us (we restarted): continue
     // its epochs and rebuild the cluster from re-registrations.
@@ -424,6 +440,7 @@ class SchedulerImpl final : public Scheduler {
   Counter& views_;
   Counter& deaths_;
   Counter& rejected_;
+  Counter& config_refusals_;
   Gauge& epoch_gauge_;
   // The /status page is served from the HTTP server's thread.
   mutable Mutex status_mu_;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "common/control.h"
 #include "common/status.h"
 
 namespace phalanx::scheduler {
@@ -24,6 +25,9 @@ struct SchedulerOptions {
   int heartbeat_timeout_ms = 3000;
   // Exit when no node at all has shown up within this time (0 = wait forever).
   int formation_timeout_ms = 0;
+  // The job's settings (launch/config/fingerprint.h); a node registering with
+  // a different non-empty one is refused. Empty = accept any.
+  ConfigFingerprint fingerprint;
 };
 
 class Scheduler {

@@ -157,6 +157,7 @@ Result<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
   mo.requested_rank = options.requested_rank;
   mo.heartbeat_ms = options.heartbeat_ms;
   mo.register_timeout_ms = options.register_timeout_ms;
+  mo.config_fingerprint = options.config_fingerprint;
   PHX_ASSIGN_OR_RETURN(impl->membership, MembershipClient::Start(mo));
   auto view = impl->membership->WaitForView(1, options.formation_timeout_ms);
   if (!view.ok()) return view.status().WithContext("waiting for the cluster to form");

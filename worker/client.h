@@ -38,6 +38,8 @@ struct ClientOptions {
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register
+  // The job's settings, sent when registering (the scheduler refuses another job's).
+  ConfigFingerprint config_fingerprint;
   int request_timeout_ms = 120000;
   // Payload checksums on the requests this client sends; servers checksum
   // their replies when the request carried one. kAuto: on for servers on

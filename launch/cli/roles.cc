@@ -10,6 +10,7 @@
 #include "common/metrics.h"
 #include "common/node_lines.h"
 #include "launch/cli/federated_live.h"
+#include "launch/config/fingerprint.h"
 #include "ps/server.h"
 #include "scheduler/scheduler.h"
 #include "worker/client.h"
@@ -204,6 +205,7 @@ Status RunScheduler(const JobConfig& config, int port, std::ostream& out,
   o.num_slots = config.cluster.num_slots;
   o.heartbeat_timeout_ms = config.cluster.heartbeat_timeout_ms;
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;
+  o.fingerprint = FingerprintOf(config);
   PHX_ASSIGN_OR_RETURN(auto sched, scheduler::Scheduler::Create(o));
   PHX_ASSIGN_OR_RETURN(auto http, StartHttp(config, [&] { return sched->StatusJson(); }));
   if (http) out << FormatHttpLine(http->port()) << std::endl;
@@ -246,6 +248,7 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   o.heartbeat_ms = config.cluster.heartbeat_ms;
   o.register_timeout_ms = config.cluster.register_timeout_ms;
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;
+  o.config_fingerprint = FingerprintOf(config);
   ps::TableOptions dense;
   dense.table_id = worker::kDenseTable;
   dense.dim = static_cast<uint32_t>(config.tables.dense_row_dim);
@@ -334,6 +337,7 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
   co.heartbeat_ms = config.cluster.heartbeat_ms;
   co.register_timeout_ms = config.cluster.register_timeout_ms;
   co.formation_timeout_ms = config.cluster.formation_timeout_ms;
+  co.config_fingerprint = FingerprintOf(config);
   co.request_timeout_ms = config.cluster.request_timeout_ms;
   // Asynchronous servers apply a large push part by part while the rest is
   // still on the wire (kFlagMoreParts); a synchronous round takes it whole.

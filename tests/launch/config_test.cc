@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "launch/config/fingerprint.h"
+
 namespace phalanx {
 namespace {
 
@@ -109,6 +111,31 @@ TEST(ConfigTest, ShippedConfigsParse) {
     auto c = LoadConfig(std::string(PHX_SOURCE_DIR) + "/launch/configs/" + name + ".toml");
     EXPECT_TRUE(c.ok()) << name << ": " << c.status().ToString();
   }
+}
+
+// What must agree across a job's nodes is in the fingerprint; what may differ
+// per node (data path, ports, logging, byzantine role) is not.
+TEST(ConfigTest, FingerprintHoldsWhatNodesMustAgreeOn) {
+  auto base = ParseConfig("[cluster]\nworkers = 4\n");
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  const ConfigFingerprint fp = FingerprintOf(*base);
+  for (const char* set : {"model.kind=\"softmax\"", "model.hidden=64", "cluster.servers=3",
+                          "optimizer.learning_rate=0.5", "aggregator.name=median",
+                          "tables.seed=9", "train.rounds=77"}) {
+    auto c = ParseConfig("[cluster]\nworkers = 4\n", {set});
+    ASSERT_TRUE(c.ok()) << set << ": " << c.status().ToString();
+    EXPECT_NE(FingerprintMismatch(fp, FingerprintOf(*c)), "") << set;
+  }
+  for (const char* set : {"data.path=\"/tmp/elsewhere\"", "cluster.http=false",
+                          "cluster.heartbeat_ms=500", "byzantine.count=1", "train.log_every=7"}) {
+    auto c = ParseConfig("[cluster]\nworkers = 4\n", {set});
+    ASSERT_TRUE(c.ok()) << set << ": " << c.status().ToString();
+    EXPECT_EQ(FingerprintMismatch(fp, FingerprintOf(*c)), "") << set;
+  }
+  auto softmax = ParseConfig("[cluster]\nworkers = 4\n", {"model.kind=\"softmax\""});
+  ASSERT_TRUE(softmax.ok());
+  EXPECT_NE(FingerprintMismatch(fp, FingerprintOf(*softmax)).find("model.kind is \"softmax\""),
+            std::string::npos);
 }
 
 }  // namespace
