@@ -237,7 +237,11 @@ class ServerImpl final : public Server {
     }
     if (options_.synchronous && recovery_.align_pending(h.table_id)) {
       Outbox out;
+      const int64_t lost_before = recovery_.updates_lost();
       recovery_.Align(h, membership_->rank(), &rounds_[h.table_id], MyId(), &out);
+      if (recovery_.updates_lost() != lost_before && options_.on_updates_lost) {
+        options_.on_updates_lost(recovery_.restored_round(), recovery_.updates_lost());
+      }
       Send(out);
       AnswerPeeks();  // the version may have moved
     }

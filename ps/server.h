@@ -59,6 +59,10 @@ struct ServerOptions {
   // Called on the request-loop thread for each quorum change this server
   // decided (after it is logged and counted); may be empty.
   std::function<void(const QuorumEvent&)> on_quorum_event;
+  // Called on the request-loop thread once a restored server knows how many
+  // updates its snapshot missed (restored round, updates lost), so that the
+  // figure is out even if this process is killed before it exits.
+  std::function<void(int64_t, int64_t)> on_updates_lost;
   int heartbeat_ms = 300;
   int register_timeout_ms = 30000;
   int formation_timeout_ms = 300000;  // for every node to register

@@ -245,6 +245,15 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
     line.quorum = e.quorum;
     out << FormatQuorumLine(line) << std::endl;
   };
+  // The loss as soon as it is known (the same line again at exit): a
+  // replacement that is itself killed still has it in its log.
+  o.on_updates_lost = [&out, &server](int64_t restored_round, int64_t updates_lost) {
+    RestoredLine line;
+    line.rank = server ? server->rank() : -1;
+    line.restored_round = restored_round;
+    line.updates_lost = updates_lost;
+    out << FormatRestoredLine(line) << std::endl;
+  };
   o.heartbeat_ms = config.cluster.heartbeat_ms;
   o.register_timeout_ms = config.cluster.register_timeout_ms;
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;
