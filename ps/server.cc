@@ -11,10 +11,12 @@
 #include "common/mutex.h"
 #include "common/transport.h"
 #include "ps/internal/honest_peeks.h"
+#include "ps/internal/quorum_watch.h"
 #include "ps/internal/recovery.h"
 #include "ps/internal/replies.h"
 #include "ps/internal/round_coordinator.h"
 #include "ps/internal/server_metrics.h"
+#include "ps/internal/server_status.h"
 #include "ps/internal/sync_round.h"
 
 namespace phalanx::ps {
@@ -33,7 +35,8 @@ class ServerImpl final : public Server {
       : options_(o),
         socket_(std::move(sock)),
         peeks_(o.honest_peeks && o.synchronous, o.byzantine_ranks),
-        recovery_(o.checkpoint, o.restore) {}
+        recovery_(o.checkpoint, o.restore),
+        quorum_(o.aggregator, &metrics_, o.on_quorum_event) {}
 
   Status Init() {
     // Fail before registering when there is nothing to restore.
@@ -56,8 +59,7 @@ class ServerImpl final : public Server {
                            &metrics_, options_.round_timeout_ms,
                            options_.exclude_after_missed_rounds);
     }
-    checked_quorum_.assign(rounds_.size(), -1);
-    rule_fits_quorum_.assign(rounds_.size(), true);
+    quorum_.SetTables(rounds_.size());
     if (options_.federated.enabled) {
       PHX_ASSIGN_OR_RETURN(federated_,
                            FederatedShard::Create(options_.federated, &rounds_[0].table()));
@@ -367,67 +369,9 @@ class ServerImpl final : public Server {
       recovery_.OnRoundClosed(p.table);
       Send(out);
       AnswerPeeks();  // a closed round refuses its late peeks
-      CheckQuorum(p.table);
+      quorum_.Check(rounds_[p.table], view_.workers);
     }
-    ReportQuorumChanges();
-  }
-
-  // The coordinator's quorum decisions: said once in the cluster (here),
-  // counted, and handed to the caller's hook (the launcher's PHX_QUORUM line).
-  void ReportQuorumChanges() {
-    for (const auto& c : coordinator_->TakeQuorumChanges()) {
-      const QuorumEvent e{c.table,           c.round,         c.change.worker, c.change.rank,
-                          c.change.excluded, c.change.missed, c.quorum};
-      if (e.excluded) {
-        metrics_.quorum_exclusions.Increment();
-        spdlog::warn(
-            "server: table {} round {}: worker {} (id {}) missed {} consecutive rounds and leaves "
-            "the round quorum ({} worker(s) left) until it pushes again",
-            e.table, e.round, e.worker_rank, e.worker, e.missed, e.quorum);
-      } else {
-        metrics_.quorum_rejoins.Increment();
-        spdlog::info(
-            "server: table {} round {}: worker {} (id {}) pushed after {} missed rounds "
-            "and rejoins the round quorum ({} worker(s))",
-            e.table, e.round, e.worker_rank, e.worker, e.missed, e.quorum);
-      }
-      exclusions_ += e.excluded ? 1 : 0;
-      if (options_.on_quorum_event) options_.on_quorum_event(e);
-    }
-  }
-
-  // The quorum a table waits for (live workers, minus the excluded), against
-  // what the rule needs: said once per change; rounds that cannot update say
-  // so themselves (SyncRound, once per streak) and a job none of whose rounds
-  // updated exits non-zero.
-  void CheckQuorum(uint32_t table) {
-    const SyncRound& t = rounds_[table];
-    const int q = t.QuorumSize(view_.workers);
-    if (table == 0) metrics_.quorum_size.Set(q);
-    if (q == checked_quorum_[table]) return;
-    const bool was_ok = rule_fits_quorum_[table];
-    checked_quorum_[table] = q;
-    Status s = aggregators::CheckRuleCanRun(options_.aggregator, q);
-    rule_fits_quorum_[table] = s.ok();
-    if (table == 0) metrics_.quorum_below_rule.Set(s.ok() ? 0 : 1);
-    if (!s.ok() && was_ok) {
-      spdlog::error(
-          "server: table {}: the round quorum of {} worker(s) is below what the rule "
-          "needs ({}); rounds with only its pushes cannot update the model",
-          table, q, s.message());
-    } else if (s.ok() && !was_ok) {
-      spdlog::warn("server: table {}: the round quorum of {} worker(s) fits the rule again", table,
-                   q);
-    }
-  }
-
-  // Worker ids out of a table's quorum.
-  static std::vector<int32_t> Excluded(const SyncRound& t) {
-    std::vector<int32_t> ids;
-    for (const auto& [id, missed] : t.quorum()) {
-      if (internal::Excluded(t.quorum(), id, t.exclude_after())) ids.push_back(id);
-    }
-    return ids;
+    quorum_.Report(coordinator_->TakeQuorumChanges());
   }
 
   uint32_t NumServers() const {
@@ -444,41 +388,17 @@ class ServerImpl final : public Server {
     j["mode"] = options_.synchronous ? "sync" : "async";
     j["restored_round"] = recovery_.restored_round();
     j["updates_lost"] = recovery_.updates_lost();
-    j["quorum_exclusions"] = exclusions_;  // decided by this server as coordinator
+    j["quorum_exclusions"] = quorum_.exclusions();  // decided by this server as coordinator
     j["pid"] = static_cast<int64_t>(getpid());
     j["checkpoints"] = !options_.checkpoint.dir.empty();
     j["snapshots"] = recovery_.snapshots_written();
     j["snapshot_failures"] = recovery_.snapshot_failures();
     j["last_snapshot_round"] = recovery_.last_snapshot_round();
     j["endpoint"] = socket_->endpoint();
-    auto tables = nlohmann::json::array();
     size_t rows = 0;
-    for (size_t i = 0; i < rounds_.size(); ++i) {
-      const EmbeddingTable& t = rounds_[i].table();
-      rows += t.size();
-      tables.push_back({{"id", i},
-                        {"dim", t.dim()},
-                        {"rows", t.size()},
-                        {"bytes", t.memory_bytes()},
-                        {"version", rounds_[i].version()},
-                        {"rounds_updated", rounds_[i].rounds_updated()},
-                        {"rounds_failed", rounds_[i].rounds_failed()},
-                        {"quorum", rounds_[i].QuorumSize(view_.workers)},
-                        {"excluded", Excluded(rounds_[i])}});
-    }
+    j["tables"] = internal::TablesStatus(rounds_, view_.workers, &rows);
     metrics_.rows.Set(static_cast<double>(rows));
-    j["tables"] = tables;
-    auto peers = nlohmann::json::array();
-    for (const auto* group : {&view_.servers, &view_.workers}) {
-      for (const auto& n : *group) {
-        peers.push_back({{"id", n.id},
-                         {"role", RoleName(n.role)},
-                         {"rank", n.rank},
-                         {"alive", n.alive},
-                         {"http_port", n.http_port}});
-      }
-    }
-    j["peers"] = peers;
+    j["peers"] = internal::PeersStatus(view_);
     MutexLock lock(&status_mu_);
     status_json_ = j.dump();
   }
@@ -493,6 +413,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<internal::RoundCoordinator> coordinator_;
   internal::HonestPeeks peeks_;
   internal::Recovery recovery_;
+  internal::QuorumWatch quorum_;
   ClusterView view_;
   // CheckOwnership's cache: whether rank owns_all_rank_ owned every slot in
   // the view of epoch owns_all_epoch_.
@@ -500,10 +421,6 @@ class ServerImpl final : public Server {
   mutable int64_t owns_all_epoch_ = -1;
   mutable int32_t owns_all_rank_ = -1;
   uint64_t loops_ = 0;
-  int64_t exclusions_ = 0;  // quorum exclusions this server decided
-  // CheckQuorum's last quorum size per table and whether the rule ran on it.
-  std::vector<int> checked_quorum_;
-  std::vector<bool> rule_fits_quorum_;
   // /status is read on the HTTP thread, written by the request loop.
   mutable Mutex status_mu_;
   std::string status_json_ GUARDED_BY(status_mu_) = R"({"role":"server"})";

@@ -29,6 +29,9 @@ import sys
 
 AREAS = ["common", "aggregators", "ps", "worker", "scheduler", "launch", "bench"]
 MAX_FILE_LINES = 600
+# Files with a tighter bound of their own: the server's request loop stays a
+# dispatcher, its jobs live in ps/internal/ (issue 14).
+FILE_LIMITS = {"ps/server.cc": 450}
 MAX_FUNCTION_LINES = 150
 EXTENSIONS = (".h", ".cc", ".cpp", ".hpp")
 
@@ -245,9 +248,10 @@ def main():
         with open(os.path.join(args.root, rel), encoding="utf-8", errors="replace") as f:
             text = f.read()
         lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-        if lines > MAX_FILE_LINES and not args.list:
+        limit = FILE_LIMITS.get(rel, MAX_FILE_LINES)
+        if lines > limit and not args.list:
             ok = rel in allowed_files
-            print(f"{rel}:1: file has {lines} lines (limit {MAX_FILE_LINES})"
+            print(f"{rel}:1: file has {lines} lines (limit {limit})"
                   + (" [allowlisted]" if ok else ""))
             allowed += ok
             failures += not ok
