@@ -247,13 +247,14 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
   };
   // The loss as soon as it is known (the same line again at exit): a
   // replacement that is itself killed still has it in its log.
-  o.on_updates_lost = [&out, &server](int64_t restored_round, int64_t updates_lost) {
+  auto print_restored = [&out, &server](int64_t restored_round, int64_t updates_lost) {
     RestoredLine line;
     line.rank = server ? server->rank() : -1;
     line.restored_round = restored_round;
     line.updates_lost = updates_lost;
     out << FormatRestoredLine(line) << std::endl;
   };
+  o.on_updates_lost = print_restored;
   o.heartbeat_ms = config.cluster.heartbeat_ms;
   o.register_timeout_ms = config.cluster.register_timeout_ms;
   o.formation_timeout_ms = config.cluster.formation_timeout_ms;
@@ -302,13 +303,8 @@ Status RunServer(const JobConfig& config, const std::string& scheduler, int rank
     // What the snapshot missed, from /status's view of the recovery; the
     // launcher adds it up into summary.json's updates_lost.
     auto j = nlohmann::json::parse(server->StatusJson(), nullptr, false);
-    RestoredLine line;
-    line.rank = server->rank();
-    if (j.is_object()) {
-      line.restored_round = j.value("restored_round", int64_t{-1});
-      line.updates_lost = j.value("updates_lost", int64_t{0});
-    }
-    out << FormatRestoredLine(line) << std::endl;
+    if (!j.is_object()) j = nlohmann::json::object();
+    print_restored(j.value("restored_round", int64_t{-1}), j.value("updates_lost", int64_t{0}));
   }
   if (!config.checkpoint.dir.empty()) {
     // This process's snapshot record; the launcher puts it in summary.json

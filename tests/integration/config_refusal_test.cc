@@ -4,9 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "tests/testutil/process.h"
 #include "tests/testutil/process_cluster.h"
 
@@ -16,13 +13,7 @@ namespace {
 using testutil::Config;
 using testutil::Process;
 using testutil::ProcessCluster;
-
-std::string ReadFile(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testutil::ReadAll;
 
 TEST(ConfigRefusalTest, WorkerWithAnotherJobsConfigExitsNonZeroNamingTheKey) {
   ProcessCluster cluster("config-refusal", 1, 1, {"train.rounds=20"});
@@ -36,14 +27,14 @@ TEST(ConfigRefusalTest, WorkerWithAnotherJobsConfigExitsNonZeroNamingTheKey) {
                              log.string()));
   const int code = intruder.Wait(60000);
   EXPECT_NE(code, 0);
-  const std::string text = ReadFile(log);
+  const std::string text = ReadAll(log);
   EXPECT_NE(text.find("refused"), std::string::npos) << text;
   EXPECT_NE(text.find("model.kind is \"mlp\" in this node's config but \"softmax\""),
             std::string::npos)
       << text;
   // The job's own worker still joins and the job trains to its end.
   Process& worker = cluster.AddWorker(0);
-  EXPECT_EQ(worker.Wait(120000), 0) << ReadFile(cluster.dir() / "worker-0.log");
+  EXPECT_EQ(worker.Wait(120000), 0) << ReadAll(cluster.dir() / "worker-0.log");
 }
 
 }  // namespace

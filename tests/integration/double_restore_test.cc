@@ -12,18 +12,14 @@
 #include <sstream>
 
 #include "launch/cluster/local_launcher.h"
+#include "tests/testutil/process.h"
 
 namespace phalanx::launch {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testutil::ReadAll;
 
 struct Restore {
   int from = -1;
