@@ -158,28 +158,39 @@ Eigen::VectorXd NanAttack(int64_t d) {
   return Eigen::VectorXd::Constant(d, std::numeric_limits<double>::quiet_NaN());
 }
 
+namespace {
+
+// The optimal variant of a τ-parameterised attack: the τ that the line search
+// finds worst for the server's rule, and the attack at that τ.
+template <class Attack>
+Result<Eigen::VectorXd> OptimalAttack(const char* name, int min_honest,
+                                      const Eigen::MatrixXd& honest, int f,
+                                      const ServerAggregate& server,
+                                      const LineSearchOptions& options, double* tau_opt,
+                                      Attack attack) {
+  PHX_RETURN_IF_ERROR(CheckHonest(honest, min_honest, name));
+  if (f < 1) return InvalidArgument("optimal attack: f must be >= 1");
+  PHX_ASSIGN_OR_RETURN(const double tau, LineSearch(honest, f, server, options, attack));
+  if (tau_opt != nullptr) *tau_opt = tau;
+  return attack(tau);
+}
+
+}  // namespace
+
 Result<Eigen::VectorXd> OptimalALittleIsEnoughAttack(const Eigen::MatrixXd& honest, int f,
                                                      const ServerAggregate& server,
                                                      const LineSearchOptions& options,
                                                      double* tau_opt) {
-  PHX_RETURN_IF_ERROR(CheckHonest(honest, 2, "optimal-a-little-is-enough"));
-  if (f < 1) return InvalidArgument("optimal attack: f must be >= 1");
-  auto attack = [&](double tau) { return ALittleIsEnoughAttack(honest, tau); };
-  PHX_ASSIGN_OR_RETURN(const double tau, LineSearch(honest, f, server, options, attack));
-  if (tau_opt != nullptr) *tau_opt = tau;
-  return ALittleIsEnoughAttack(honest, tau);
+  return OptimalAttack("optimal-a-little-is-enough", 2, honest, f, server, options, tau_opt,
+                       [&](double tau) { return ALittleIsEnoughAttack(honest, tau); });
 }
 
 Result<Eigen::VectorXd> OptimalInnerProductManipulationAttack(const Eigen::MatrixXd& honest, int f,
                                                               const ServerAggregate& server,
                                                               const LineSearchOptions& options,
                                                               double* tau_opt) {
-  PHX_RETURN_IF_ERROR(CheckHonest(honest, 1, "optimal-inner-product-manipulation"));
-  if (f < 1) return InvalidArgument("optimal attack: f must be >= 1");
-  auto attack = [&](double tau) { return InnerProductManipulationAttack(honest, tau); };
-  PHX_ASSIGN_OR_RETURN(const double tau, LineSearch(honest, f, server, options, attack));
-  if (tau_opt != nullptr) *tau_opt = tau;
-  return InnerProductManipulationAttack(honest, tau);
+  return OptimalAttack("optimal-inner-product-manipulation", 1, honest, f, server, options, tau_opt,
+                       [&](double tau) { return InnerProductManipulationAttack(honest, tau); });
 }
 
 }  // namespace phalanx::aggregators
