@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "launch/cases/aggregate_case.h"
+#include "launch/cli/command_words.h"
 #include "launch/cli/roles.h"
 #include "launch/cluster/local_launcher.h"
 #include "launch/config/config.h"
@@ -233,6 +234,24 @@ int RunLaunchLocal(const Args& a, const char* argv0) {
   return 0;
 }
 
+// A mistyped command named, with the nearest real one (CLI11 alone says
+// only "The following argument was not expected").
+std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
+  auto names = [](CLI::App* parent) {
+    std::vector<std::string> out;
+    for (CLI::App* s : parent->get_subcommands([](CLI::App*) { return true; })) {
+      out.push_back(s->get_name());
+    }
+    return out;
+  };
+  std::vector<std::pair<std::string, std::vector<std::string>>> subs;
+  for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (auto under = names(s); !under.empty()) subs.emplace_back(s->get_name(), under);
+  }
+  return phalanx::launch::UnknownCommandMessage(std::vector<std::string>(argv + 1, argv + argc),
+                                                names(&app), subs, {"--log-level"});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -245,9 +264,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Args a;
   Commands c{};
-  app.add_option("--log-level", a.log_level, "trace|debug|info|warn|error")->capture_default_str();
+  // spdlog reads an unknown level as "off": refuse it rather than go silent.
+  app.add_option("--log-level", a.log_level, "trace|debug|info|warn|error|critical|off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddRoleCommands(app, a, c);
   AddToolCommands(app, a, c);
+  if (std::string typo = UnknownCommand(app, argc, argv); !typo.empty()) {
+    std::cerr << "phalanx: " << typo << "\nRun 'phalanx --help' for usage.\n";
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

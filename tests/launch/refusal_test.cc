@@ -1,7 +1,8 @@
 // Issue 13, items 2 and 7: what the launcher and the config refuse before
 // anything starts — a directory as --config, ports outside 0..65535, negative
 // ranks, a rule that cannot run on the configured workers and f, and a job
-// that cannot fit in this machine's memory.
+// that cannot fit in this machine's memory; and (issue 15) unknown log levels
+// and mistyped commands.
 
 #include <gtest/gtest.h>
 
@@ -53,6 +54,22 @@ TEST(RefusalTest, ConfigThatIsADirectoryIsRefusedNamingIt) {
       RunPhalanx({"simulate", "--config", dir.string(), "--out", (dir / "s").string()}, dir, &err),
       0);
   EXPECT_NE(err.find("is a directory"), std::string::npos) << err;
+}
+
+// Issue 15, item 4: an unknown log level used to turn logging off; a
+// mistyped command got only "not expected".
+TEST(RefusalTest, UnknownLogLevelAndMistypedCommandsAreNamed) {
+  fs::path dir = TempDir("cli-words");
+  std::string err;
+  EXPECT_NE(RunPhalanx({"--log-level", "verbose", "scheduler", "--config",
+                        Config("fashion-mnist-softmax")},
+                       dir, &err),
+            0);
+  EXPECT_NE(err.find("verbose not in"), std::string::npos) << err;
+  EXPECT_NE(RunPhalanx({"lauch", "local"}, dir, &err), 0);
+  EXPECT_NE(err.find("unknown command 'lauch'; did you mean 'launch'?"), std::string::npos) << err;
+  EXPECT_NE(RunPhalanx({"launch", "lcoal"}, dir, &err), 0);
+  EXPECT_NE(err.find("did you mean 'local'?"), std::string::npos) << err;
 }
 
 TEST(RefusalTest, PortOutOfRangeIsRefused) {
