@@ -13,8 +13,8 @@
 #include "common/node_lines.h"
 #include "launch/cli/federated_live.h"
 #include "launch/cluster/internal/fault_runner.h"
-#include "launch/cluster/log_follower.h"
 #include "launch/cluster/internal/snapshot_watch.h"
+#include "launch/cluster/log_follower.h"
 #include "launch/cluster/memory_estimate.h"
 #include "launch/cluster/node_launcher.h"
 #include "launch/cluster/progress_stream.h"
@@ -317,17 +317,27 @@ class LocalRun {
   internal::SnapshotWatch snapshots_;
 };
 
-// The run folder: logs/ and a copy of the config with its overrides.
-Status PrepareRunFolder(const LaunchOptions& options) {
+// The run folder: logs/, the config as given (config.source.toml, its
+// overrides as comments) and resolved (config.toml: every key with its
+// effective value, so `--config RUN/config.toml` repeats the run).
+Status PrepareRunFolder(const LaunchOptions& options, const JobConfig& config) {
   std::error_code ec;
   fs::create_directories(fs::path(options.out_dir) / "logs", ec);
   if (ec) {
     return Unavailable("cannot create output folder " + options.out_dir + ": " + ec.message());
   }
   std::ifstream in(options.config_path);
-  std::ofstream out(fs::path(options.out_dir) / "config.toml");
-  out << in.rdbuf();
-  for (const auto& o : options.overrides) out << "# --set " << o << "\n";
+  std::ofstream source(fs::path(options.out_dir) / "config.source.toml");
+  source << in.rdbuf();
+  for (const auto& o : options.overrides) source << "# --set " << o << "\n";
+  std::ofstream resolved(fs::path(options.out_dir) / "config.toml");
+  resolved << "# Resolved from " << options.config_path;
+  for (const auto& o : options.overrides) resolved << " --set " << o;
+  resolved << "\n# (every key with its effective value; the file as given: config.source.toml)\n"
+           << config.resolved_toml << "\n";
+  if (!source || !resolved) {
+    return Unavailable("cannot write the config into the output folder " + options.out_dir);
+  }
   return Status::Ok();
 }
 
@@ -378,7 +388,7 @@ Result<LaunchResult> LaunchLocal(const LaunchOptions& options, const std::atomic
     }
   }
   PHX_RETURN_IF_ERROR(CheckCheckpointDir(config));
-  PHX_RETURN_IF_ERROR(PrepareRunFolder(options));
+  PHX_RETURN_IF_ERROR(PrepareRunFolder(options, config));
   LocalRun run(options, std::move(config), std::move(schedule), stop);
   return run.Run();
 }

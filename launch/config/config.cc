@@ -11,8 +11,9 @@
 namespace phalanx {
 namespace {
 
-Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig* o) {
-  TomlSection r(root[name].as_table(), name);
+Status ReadOptimizer(const toml::table& root, const char* name, OptimizerConfig* o,
+                     toml::table* echo) {
+  TomlSection r(root[name].as_table(), name, EchoSection(echo, name));
   r.Read("kind", &o->kind);
   r.Read("learning_rate", &o->learning_rate);
   r.Read("momentum", &o->momentum);
@@ -184,8 +185,8 @@ Status CheckSections(const toml::table& root) {
   return Status::Ok();
 }
 
-Status ReadCluster(const toml::table& root, ClusterConfig* x) {
-  TomlSection r(root["cluster"].as_table(), "cluster");
+Status ReadCluster(const toml::table& root, ClusterConfig* x, toml::table* echo) {
+  TomlSection r(root["cluster"].as_table(), "cluster", EchoSection(echo, "cluster"));
   r.Read("servers", &x->servers);
   r.Read("workers", &x->workers);
   r.Read("mode", &x->mode);
@@ -207,8 +208,8 @@ Status ReadCluster(const toml::table& root, ClusterConfig* x) {
   return r.Finish();
 }
 
-Status ReadData(const toml::table& root, DataConfig* x) {
-  TomlSection r(root["data"].as_table(), "data");
+Status ReadData(const toml::table& root, DataConfig* x, toml::table* echo) {
+  TomlSection r(root["data"].as_table(), "data", EchoSection(echo, "data"));
   r.Read("dataset", &x->dataset);
   r.Read("path", &x->path);
   r.Read("test_path", &x->test_path);
@@ -221,8 +222,8 @@ Status ReadData(const toml::table& root, DataConfig* x) {
   return r.Finish();
 }
 
-Status ReadModel(const toml::table& root, ModelConfig* x) {
-  TomlSection r(root["model"].as_table(), "model");
+Status ReadModel(const toml::table& root, ModelConfig* x, toml::table* echo) {
+  TomlSection r(root["model"].as_table(), "model", EchoSection(echo, "model"));
   r.Read("kind", &x->kind);
   r.Read("hidden", &x->hidden);
   r.Read("embedding_dim", &x->embedding_dim);
@@ -230,8 +231,8 @@ Status ReadModel(const toml::table& root, ModelConfig* x) {
   return r.Finish();
 }
 
-Status ReadTrain(const toml::table& root, TrainConfig* x) {
-  TomlSection r(root["train"].as_table(), "train");
+Status ReadTrain(const toml::table& root, TrainConfig* x, toml::table* echo) {
+  TomlSection r(root["train"].as_table(), "train", EchoSection(echo, "train"));
   r.Read("rounds", &x->rounds);
   r.Read("batch_size", &x->batch_size);
   r.Read("eval_every", &x->eval_every);
@@ -242,8 +243,8 @@ Status ReadTrain(const toml::table& root, TrainConfig* x) {
   return r.Finish();
 }
 
-Status ReadTables(const toml::table& root, TablesConfig* x) {
-  TomlSection r(root["tables"].as_table(), "tables");
+Status ReadTables(const toml::table& root, TablesConfig* x, toml::table* echo) {
+  TomlSection r(root["tables"].as_table(), "tables", EchoSection(echo, "tables"));
   r.Read("dense_row_dim", &x->dense_row_dim);
   r.Read("dense_init_scale", &x->dense_init_scale);
   r.Read("embedding_init_scale", &x->embedding_init_scale);
@@ -258,17 +259,17 @@ Status ReadTables(const toml::table& root, TablesConfig* x) {
   return Status::Ok();
 }
 
-Status ReadAggregator(const toml::table& root, AggregatorConfig* x) {
-  TomlSection r(root["aggregator"].as_table(), "aggregator");
+Status ReadAggregator(const toml::table& root, AggregatorConfig* x, toml::table* echo) {
+  TomlSection r(root["aggregator"].as_table(), "aggregator", EchoSection(echo, "aggregator"));
   r.Read("name", &x->name);
   r.Read("f", &x->f);
   r.ReadRemainingNumbers(&x->params);
   return r.Finish();
 }
 
-Status ReadByzantine(const toml::table& root, ByzantineConfig* x) {
+Status ReadByzantine(const toml::table& root, ByzantineConfig* x, toml::table* echo) {
   const toml::table* bt = root["byzantine"].as_table();
-  TomlSection r(bt, "byzantine");
+  TomlSection r(bt, "byzantine", EchoSection(echo, "byzantine"));
   r.Read("count", &x->count);
   r.Read("attack", &x->attack);
   r.Read("from_round", &x->from_round);
@@ -338,8 +339,8 @@ Status ReadFaults(const toml::table& root, std::vector<FaultConfig>* out) {
   return Status::Ok();
 }
 
-Status ReadCheckpoint(const toml::table& root, CheckpointConfig* x) {
-  TomlSection r(root["checkpoint"].as_table(), "checkpoint");
+Status ReadCheckpoint(const toml::table& root, CheckpointConfig* x, toml::table* echo) {
+  TomlSection r(root["checkpoint"].as_table(), "checkpoint", EchoSection(echo, "checkpoint"));
   r.Read("dir", &x->dir);
   r.Read("every_rounds", &x->every_rounds);
   r.Read("every_seconds", &x->every_seconds);
@@ -382,8 +383,8 @@ Status CheckFederated(const FederatedConfig& x) {
   return Status::Ok();
 }
 
-Status ReadFederated(const toml::table& root, FederatedConfig* x) {
-  TomlSection r(root["federated"].as_table(), "federated");
+Status ReadFederated(const toml::table& root, FederatedConfig* x, toml::table* echo) {
+  TomlSection r(root["federated"].as_table(), "federated", EchoSection(echo, "federated"));
   r.Read("algorithm", &x->algorithm);
   r.Read("server_lr", &x->server_lr);
   r.Read("weights", &x->weights);
@@ -421,30 +422,39 @@ Result<JobConfig> ParseConfig(const std::string& text, const std::vector<std::st
   PHX_RETURN_IF_ERROR(CheckSections(root));
 
   JobConfig c;
-  PHX_RETURN_IF_ERROR(ReadCluster(root, &c.cluster));
-  PHX_RETURN_IF_ERROR(ReadData(root, &c.data));
-  PHX_RETURN_IF_ERROR(ReadModel(root, &c.model));
-  PHX_RETURN_IF_ERROR(ReadTrain(root, &c.train));
-  PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer));
+  toml::table resolved;
+  toml::table* echo = &resolved;
+  PHX_RETURN_IF_ERROR(ReadCluster(root, &c.cluster, echo));
+  PHX_RETURN_IF_ERROR(ReadData(root, &c.data, echo));
+  PHX_RETURN_IF_ERROR(ReadModel(root, &c.model, echo));
+  PHX_RETURN_IF_ERROR(ReadTrain(root, &c.train, echo));
+  PHX_RETURN_IF_ERROR(ReadOptimizer(root, "optimizer", &c.optimizer, echo));
   c.embedding_optimizer = c.optimizer;
   if (root["embedding_optimizer"].as_table()) {
     c.has_embedding_optimizer = true;
-    PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer));
+    PHX_RETURN_IF_ERROR(ReadOptimizer(root, "embedding_optimizer", &c.embedding_optimizer, echo));
   }
-  PHX_RETURN_IF_ERROR(ReadTables(root, &c.tables));
-  PHX_RETURN_IF_ERROR(ReadAggregator(root, &c.aggregator));
-  PHX_RETURN_IF_ERROR(ReadByzantine(root, &c.byzantine));
+  PHX_RETURN_IF_ERROR(ReadTables(root, &c.tables, echo));
+  PHX_RETURN_IF_ERROR(ReadAggregator(root, &c.aggregator, echo));
+  PHX_RETURN_IF_ERROR(ReadByzantine(root, &c.byzantine, echo));
   PHX_RETURN_IF_ERROR(ReadFaults(root, &c.faults));
+  // The schedule as written ([[faults]] entries keep only the keys they set).
+  if (const toml::node* faults = root.get("faults")) {
+    faults->visit([&](const auto& n) { resolved.insert_or_assign("faults", n); });
+  }
   if (c.train.step_delay_ms < 0 || c.train.step_delay_ms > 600000) {
     return InvalidArgument("train.step_delay_ms must be in [0, 600000]");
   }
-  PHX_RETURN_IF_ERROR(ReadCheckpoint(root, &c.checkpoint));
-  PHX_RETURN_IF_ERROR(ReadFederated(root, &c.federated));
+  PHX_RETURN_IF_ERROR(ReadCheckpoint(root, &c.checkpoint, echo));
+  PHX_RETURN_IF_ERROR(ReadFederated(root, &c.federated, echo));
   if (c.data.path.empty()) {
     if (c.data.dataset == "fashion-mnist") c.data.path = "/usr/share/datasets/fashion-mnist";
     if (c.data.dataset == "spam-assassin") c.data.path = "data/spam-assassin/data";
   }
   PHX_RETURN_IF_ERROR(Validate(c));
+  std::stringstream text_out;
+  text_out << resolved;
+  c.resolved_toml = text_out.str();
   return c;
 }
 

@@ -211,6 +211,10 @@ struct JobConfig {
   FederatedConfig federated;        // [federated]
   std::vector<FaultConfig> faults;  // [[faults]], in file order
   std::string source;               // the file it came from
+  // Every key with its effective value (defaults, file and --set applied),
+  // as TOML that ParseConfig reads back to the same config: the run
+  // folder's config.toml, so that a run can be repeated from it.
+  std::string resolved_toml;
 };
 
 // Parses TOML text / a file, applying `overrides` ("section.key=value", the

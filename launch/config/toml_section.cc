@@ -13,7 +13,30 @@ const toml::node* TomlSection::Take(const char* key) {
   return node;
 }
 
+void TomlSection::MarkUsed(const char* key) {
+  used_.insert(key);
+  if (echo_ && table_) {
+    if (const toml::node* node = table_->get(key)) {
+      node->visit([&](const auto& n) { echo_->insert_or_assign(key, n); });
+    }
+  }
+}
+
+toml::table* EchoSection(toml::table* root, const std::string& name) {
+  if (!root) return nullptr;
+  auto [it, inserted] = root->insert(name, toml::table{});
+  return it->second.as_table();
+}
+
 void TomlSection::ReadList(const char* key, std::vector<std::string>* out) {
+  ReadListValue(key, out);
+  if (!echo_) return;
+  toml::array a;
+  for (const auto& s : *out) a.push_back(s);
+  echo_->insert_or_assign(key, std::move(a));
+}
+
+void TomlSection::ReadListValue(const char* key, std::vector<std::string>* out) {
   const toml::node* node = Take(key);
   if (!node) return;
   out->clear();
@@ -45,6 +68,9 @@ void TomlSection::ReadRemainingNumbers(std::map<std::string, double>* out) {
       (*out)[key] = *v;
       used_.insert(key);
     }
+  }
+  if (echo_) {
+    for (const auto& [key, v] : *out) echo_->insert_or_assign(key, v);
   }
 }
 

@@ -24,12 +24,42 @@ namespace phalanx {
 class TomlSection {
  public:
   // `table` may be null (the section is absent): every read is then a no-op.
-  TomlSection(const toml::table* table, std::string name) : table_(table), name_(std::move(name)) {}
+  // With `echo`, every key read is also written there with the value it ends
+  // with (read or default): the resolved config, every key effective.
+  TomlSection(const toml::table* table, std::string name, toml::table* echo = nullptr)
+      : table_(table), name_(std::move(name)), echo_(echo) {}
 
   // Sets *out when `key` is present; a wrong type or range is remembered and
   // returned by Finish().
   template <typename T>
   void Read(const char* key, T* out) {
+    ReadValue(key, out);
+    if (!echo_) return;
+    if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string>) {
+      echo_->insert_or_assign(key, *out);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      echo_->insert_or_assign(key, static_cast<double>(*out));
+    } else {
+      echo_->insert_or_assign(key, static_cast<int64_t>(*out));
+    }
+  }
+
+  // A list of strings, as a TOML array or a comma-separated string (--set).
+  void ReadList(const char* key, std::vector<std::string>* out);
+
+  // Every numeric key not read by name goes into `out` (rule parameters).
+  void ReadRemainingNumbers(std::map<std::string, double>* out);
+
+  // For keys the caller reads by hand (arrays of tables, ...); echoes the
+  // node as it is.
+  void MarkUsed(const char* key);
+
+  // The first error, else InvalidArgument for the first unknown key.
+  Status Finish() const;
+
+ private:
+  template <typename T>
+  void ReadValue(const char* key, T* out) {
     const toml::node* node = Take(key);
     if (!node) return;
     const std::string where = name_ + "." + key;
@@ -61,27 +91,20 @@ class TomlSection {
     }
   }
 
-  // A list of strings, as a TOML array or a comma-separated string (--set).
-  void ReadList(const char* key, std::vector<std::string>* out);
-
-  // Every numeric key not read by name goes into `out` (rule parameters).
-  void ReadRemainingNumbers(std::map<std::string, double>* out);
-
-  // For keys the caller reads by hand (arrays of tables, ...).
-  void MarkUsed(const char* key) { used_.insert(key); }
-
-  // The first error, else InvalidArgument for the first unknown key.
-  Status Finish() const;
-
- private:
+  void ReadListValue(const char* key, std::vector<std::string>* out);
   // The node of `key` if present and no error happened yet; marks it used.
   const toml::node* Take(const char* key);
 
   const toml::table* table_;
   std::string name_;
+  toml::table* echo_;
   std::set<std::string> used_;
   Status status_;
 };
+
+// The subtable `name` of `root` for echoing a section into (created when
+// missing); null when `root` is null.
+toml::table* EchoSection(toml::table* root, const std::string& name);
 
 // Parses a config's text; InvalidArgument naming the line of a syntax error.
 Result<toml::table> ParseTomlText(const std::string& text);

@@ -120,8 +120,8 @@ TEST(ConfigTest, FingerprintHoldsWhatNodesMustAgreeOn) {
   ASSERT_TRUE(base.ok()) << base.status().ToString();
   const ConfigFingerprint fp = FingerprintOf(*base);
   for (const char* set : {"model.kind=\"softmax\"", "model.hidden=64", "cluster.servers=3",
-                          "optimizer.learning_rate=0.5", "aggregator.name=median",
-                          "tables.seed=9", "train.rounds=77"}) {
+                          "optimizer.learning_rate=0.5", "aggregator.name=median", "tables.seed=9",
+                          "train.rounds=77"}) {
     auto c = ParseConfig("[cluster]\nworkers = 4\n", {set});
     ASSERT_TRUE(c.ok()) << set << ": " << c.status().ToString();
     EXPECT_NE(FingerprintMismatch(fp, FingerprintOf(*c)), "") << set;
@@ -136,6 +136,55 @@ TEST(ConfigTest, FingerprintHoldsWhatNodesMustAgreeOn) {
   ASSERT_TRUE(softmax.ok());
   EXPECT_NE(FingerprintMismatch(fp, FingerprintOf(*softmax)).find("model.kind is \"softmax\""),
             std::string::npos);
+}
+
+// The run folder's config.toml: every key with its effective value, read
+// back to the same config (and to the same text: a fixed point).
+TEST(ConfigTest, ResolvedTomlReadsBackToTheSameConfig) {
+  const std::string text = R"(
+[cluster]
+workers = 5
+[aggregator]
+name = "flag"
+f = 1
+r = 3
+[byzantine]
+ranks = [4]
+attack = "sign-flip"
+[embedding_optimizer]
+kind = "adagrad"
+learning_rate = 0.05
+[[faults]]
+kind = "kill"
+node = "server-1"
+at_round = 30
+restart_after_s = 4
+)";
+  auto c = ParseConfig(text, {"train.rounds=77", "cluster.heartbeat_ms=250"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  for (const char* key : {"heartbeat_ms = 250", "rounds = 77", "dense_row_dim", "every_rounds",
+                          "algorithm", "r = 3", "ranks = [ 4 ]", "restart_after_s = 4"}) {
+    EXPECT_NE(c->resolved_toml.find(key), std::string::npos) << key << "\n" << c->resolved_toml;
+  }
+  auto again = ParseConfig(c->resolved_toml);
+  ASSERT_TRUE(again.ok()) << again.status().ToString() << "\n" << c->resolved_toml;
+  EXPECT_EQ(FingerprintMismatch(FingerprintOf(*c), FingerprintOf(*again)), "");
+  EXPECT_EQ(again->cluster.heartbeat_ms, 250);
+  EXPECT_EQ(again->byzantine.ranks, std::vector<int>{4});
+  EXPECT_EQ(again->byzantine.attack, "sign-flip");
+  EXPECT_TRUE(again->has_embedding_optimizer);
+  EXPECT_EQ(again->embedding_optimizer.kind, "adagrad");
+  ASSERT_EQ(again->faults.size(), 1u);
+  EXPECT_EQ(again->faults[0].node, "server-1");
+  EXPECT_EQ(again->resolved_toml, c->resolved_toml);
+  // The shipped configs too.
+  for (const char* name : {"fashion-mnist-mlp", "fashion-mnist-softmax", "spam-embedding"}) {
+    auto shipped = LoadConfig(std::string(PHX_SOURCE_DIR) + "/launch/configs/" + name + ".toml");
+    ASSERT_TRUE(shipped.ok()) << name;
+    auto back = ParseConfig(shipped->resolved_toml);
+    ASSERT_TRUE(back.ok()) << name << ": " << back.status().ToString();
+    EXPECT_EQ(back->resolved_toml, shipped->resolved_toml) << name;
+  }
 }
 
 }  // namespace
