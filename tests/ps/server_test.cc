@@ -66,14 +66,16 @@ TEST(ServerTest, SyncRoundOverTwoWorkersClosesAndAPullSeesTheUpdate) {
   const std::vector<uint64_t> keys = {11, 12};
   const std::vector<float> g0 = {1, 2, 3, 4};
   const std::vector<float> g1 = {3, 6, 5, 8};
-  // The pull of version 1 waits for the round, which needs both pushes.
+  // The pull of version 1 waits for the round, which needs both pushes. A
+  // client belongs to one thread (its ZeroMQ sockets do): worker 0 pushes and
+  // then pulls on its own thread, worker 1 pushes from this one.
   std::vector<float> rows(keys.size() * kDim, -1.0f);
   auto pull = std::async(std::launch::async, [&] {
     PullResult pr;
-    Status s = w[0]->Pull(0, keys, kDim, 1, rows.data(), &pr);
+    Status s = w[0]->Push(0, keys, kDim, g0.data(), 0);
+    if (s.ok()) s = w[0]->Pull(0, keys, kDim, 1, rows.data(), &pr);
     return std::make_pair(s, pr.version);
   });
-  ASSERT_TRUE(w[0]->Push(0, keys, kDim, g0.data(), 0).ok());
   ASSERT_TRUE(w[1]->Push(0, keys, kDim, g1.data(), 0).ok());
   auto [status, version] = pull.get();
   ASSERT_TRUE(status.ok()) << status.ToString();
