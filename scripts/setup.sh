@@ -10,6 +10,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libtbb-dev libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
       libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libxxhash-dev
       gnuplot-nox zlib1g-dev dataset-fashion-mnist
+      pybind11-dev python3-numpy python3-pytest  # the Python package (python/), for /usr/bin/python3
       clang-14  # the thread-safety analysis build (scripts/test.sh)
       iproute2 nftables)  # network namespaces, tbf and packet filters for fault schedules
 # npm may come from elsewhere (e.g. NodeSource); Debian's npm conflicts with it.
