@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "aggregators/gram.h"
 #include "common/control.h"
 #include "common/membership.h"
 #include "common/mutex.h"
@@ -447,6 +448,8 @@ class ServerImpl final : public Server {
     j["snapshot_failures"] = recovery_.snapshot_failures();
     j["last_snapshot_round"] = recovery_.last_snapshot_round();
     j["endpoint"] = socket_->endpoint();
+    static const nlohmann::json kBuild = nlohmann::json::parse(BuildInfoJson(ProcessBuildInfo()));
+    j["build"] = kBuild;
     auto tables = nlohmann::json::array();
     size_t rows = 0;
     for (size_t i = 0; i < rounds_.size(); ++i) {
@@ -506,6 +509,12 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+const BuildInfo& ProcessBuildInfo() {
+  static const BuildInfo kInfo =
+      CurrentBuildInfo({{"gram", std::string(aggregators::GramKernelName())}});
+  return kInfo;
+}
 
 Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options) {
   PHX_ASSIGN_OR_RETURN(
