@@ -512,7 +512,8 @@ class ServerImpl final : public Server {
 
 const BuildInfo& ProcessBuildInfo() {
   static const BuildInfo kInfo =
-      CurrentBuildInfo({{"gram", std::string(aggregators::GramKernelName())}});
+      CurrentBuildInfo({{"gram", std::string(aggregators::GramKernelName())},
+                        {"optimizer", std::string(OptimizerKernelName())}});
   return kInfo;
 }
 

@@ -101,7 +101,8 @@ class Server {
 };
 
 // This process's BuildInfo (common/build_info.h) with the variant of each hot
-// kernel a server runs: "gram" (aggregators::GramKernelName). ps/ is the
+// kernel a server runs: "gram" (aggregators::GramKernelName) and
+// "optimizer" (OptimizerKernelName, the table's row updates). ps/ is the
 // lowest library that sees every such kernel, hence here. Made once.
 const BuildInfo& ProcessBuildInfo();
 
