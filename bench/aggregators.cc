@@ -28,6 +28,7 @@
 
 #include "aggregators/aggregator.h"
 #include "aggregators/gram.h"
+#include "ps/server.h"
 
 namespace phalanx::aggregators {
 namespace {
@@ -161,24 +162,6 @@ void BM_PartialGramSerial(benchmark::State& state, int n, int64_t d) {
   state.counters["x_read"] = per / data.read_f32;
 }
 
-// "model name, family F model M" of /proc/cpuinfo's first CPU, for the
-// header (figures are per machine; a guest's model name can be as vague as
-// "AMD EPYC").
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line, name = "unknown", family = "?", model = "?";
-  auto value = [&line] {
-    const size_t colon = line.find(':');
-    return colon == std::string::npos ? std::string() : line.substr(colon + 2);
-  };
-  while (std::getline(in, line) && !line.empty()) {
-    if (line.rfind("model name", 0) == 0) name = value();
-    if (line.rfind("cpu family", 0) == 0) family = value();
-    if (line.rfind("model\t", 0) == 0) model = value();
-  }
-  return name + ", family " + family + " model " + model;
-}
-
 void BM_Direct(benchmark::State& state, const Rule& rule, int n, int64_t d) {
   Data& data = GetData(n, d);
   auto agg = Make(rule, n);
@@ -280,8 +263,11 @@ int main(int argc, char** argv) {
   }
   int count = static_cast<int>(args.size());
   benchmark::Initialize(&count, args.data());
-  benchmark::AddCustomContext("cpu_model", phalanx::aggregators::CpuModel());
-  benchmark::AddCustomContext("gram_kernel", std::string(phalanx::aggregators::GramKernelName()));
+  // The header says which machine and kernels the figures are for.
+  const phalanx::BuildInfo& info = phalanx::ps::ProcessBuildInfo();
+  benchmark::AddCustomContext("cpu_model", info.cpu_model);
+  benchmark::AddCustomContext("x86_level", info.x86_level);
+  for (const auto& k : info.kernels) benchmark::AddCustomContext(k.kernel + "_kernel", k.variant);
   phalanx::aggregators::RegisterAll(big);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -5,8 +5,11 @@
 // 2 MiB pages, as the table's slabs do.
 //
 // Usage: bench_table [--rows=N] [--ops=N] [--batch=N] [--dim=N] [--reps=N]
-// (or env PHX_BENCH_ROWS, _OPS, _BATCH, _DIM, _REPS). Defaults: 10M rows x 16
-// floats, 10M ops per measurement, batches of 16384 keys, best of 3.
+// [--optimizer=sgd|momentum|adagrad|adam]
+// (or env PHX_BENCH_ROWS, _OPS, _BATCH, _DIM, _REPS, _OPTIMIZER). Defaults:
+// 10M rows x 16 floats, 10M ops per measurement, batches of 16384 keys, best
+// of 3, SGD. PHX_KERNEL=scalar|avx2|avx512 forces the optimizer rows' variant
+// (the header says which one ran).
 // A quick run: bench_table --rows=1000000 --ops=2000000
 
 #include "ps/table.h"
@@ -33,6 +36,8 @@
 
 #include "bench/util/flags.h"
 #include "bench/util/huge_pages.h"
+#include "bench/util/report.h"
+#include "ps/server.h"
 
 namespace {
 
@@ -45,6 +50,7 @@ struct Config {
   size_t batch = 16384;
   size_t dim = 16;
   int reps = 3;
+  std::string optimizer = "sgd";
 };
 
 // --name=N, else $PHX_BENCH_<NAME>, else def.
@@ -147,8 +153,21 @@ bool ReadConfig(int argc, char** argv, Config* cfg) {
   cfg->batch = Flag(argc, argv, "batch", cfg->batch);
   cfg->dim = Flag(argc, argv, "dim", cfg->dim);
   cfg->reps = static_cast<int>(Flag(argc, argv, "reps", cfg->reps));
+  if (auto v = phalanx::bench::FlagValue(argc, argv, "optimizer")) cfg->optimizer = *v;
+  const std::string& o = cfg->optimizer;
+  if (o != "sgd" && o != "momentum" && o != "adagrad" && o != "adam") return false;
   return !(cfg->rows == 0 || cfg->rows > UINT32_MAX || cfg->ops == 0 || cfg->batch == 0 ||
            cfg->dim == 0 || cfg->reps < 1);
+}
+
+// --optimizer: the table's; the baselines always do a plain SGD step.
+phalanx::ps::OptimizerOptions OptimizerOf(const Config& cfg) {
+  phalanx::ps::OptimizerOptions o;
+  o.learning_rate = 0.01f;
+  if (cfg.optimizer == "momentum") o.momentum = 0.9f;
+  if (cfg.optimizer == "adagrad") o.kind = phalanx::ps::OptimizerKind::kAdagrad;
+  if (cfg.optimizer == "adam") o.kind = phalanx::ps::OptimizerKind::kAdam;
+  return o;
 }
 
 struct Workloads {
@@ -303,17 +322,23 @@ void PrintResults(const Config& cfg, const Best& best, const EmbeddingTable& our
   std::printf("(checksum %g)\n", static_cast<double>(sink));
 }
 
+void PrintHeader(const Config& cfg) {
+  phalanx::bench::PrintBuildHeader(phalanx::ps::ProcessBuildInfo());
+  std::printf(
+      "bench_table: %zu rows x %zu floats, %zu ops per run in batches of %zu, best of %d, %s\n",
+      cfg.rows, cfg.dim, cfg.ops, cfg.batch, cfg.reps, cfg.optimizer.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Config cfg;
   if (!ReadConfig(argc, argv, &cfg)) {
-    std::fprintf(stderr, "bad sizes\n");
+    std::fprintf(stderr, "bad sizes or --optimizer (sgd, momentum, adagrad, adam)\n");
     return 2;
   }
   const size_t dim = cfg.dim;
-  std::printf("bench_table: %zu rows x %zu floats, %zu ops per run in batches of %zu, best of %d\n",
-              cfg.rows, dim, cfg.ops, cfg.batch, cfg.reps);
+  PrintHeader(cfg);
   const double t_setup = Now();
 
   const Workloads wl = MakeWorkloads(cfg);
@@ -324,7 +349,7 @@ int main(int argc, char** argv) {
   // (a) ours, serial: every call stays on this thread.
   TableOptions options;
   options.dim = static_cast<uint32_t>(dim);
-  options.optimizer.learning_rate = 0.01f;
+  options.optimizer = OptimizerOf(cfg);
   options.parallel_min_update = options.parallel_min_lookup = SIZE_MAX;
   options.initial_capacity = 1 << 16;  // grows by rehash, as a live shard would
   std::vector<float> out(cfg.batch * dim);

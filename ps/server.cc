@@ -395,6 +395,8 @@ class ServerImpl final : public Server {
     j["snapshot_failures"] = recovery_.snapshot_failures();
     j["last_snapshot_round"] = recovery_.last_snapshot_round();
     j["endpoint"] = socket_->endpoint();
+    static const nlohmann::json kBuild = nlohmann::json::parse(BuildInfoJson(ProcessBuildInfo()));
+    j["build"] = kBuild;
     size_t rows = 0;
     j["tables"] = internal::TablesStatus(rounds_, view_.workers, &rows);
     metrics_.rows.Set(static_cast<double>(rows));

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "aggregators/aggregator.h"
+#include "common/build_info.h"
 #include "common/control.h"
 #include "common/message.h"
 #include "common/status.h"
@@ -68,7 +69,7 @@ struct ServerOptions {
   int formation_timeout_ms = 300000;  // for every node to register
   // The job's settings, sent when registering (the scheduler refuses another job's).
   ConfigFingerprint config_fingerprint;
-  std::vector<TableOptions> tables;   // table_id must equal the index
+  std::vector<TableOptions> tables;  // table_id must equal the index
   aggregators::AggregatorOptions aggregator;
   // Omniscient-attack experiments: answer honest-gradient peeks
   // (kHonestPeek messages) from the workers of these ranks, and only them.
@@ -102,5 +103,11 @@ class Server {
   virtual Status Run(const std::atomic<bool>* stop) = 0;
   virtual std::string StatusJson() const = 0;
 };
+
+// This process's BuildInfo (common/build_info.h) with the variant of each hot
+// kernel a server runs: "gram" (aggregators::GramKernelName) and
+// "optimizer" (OptimizerKernelName, the table's row updates). ps/ is the
+// lowest library that sees every such kernel, hence here. Made once.
+const BuildInfo& ProcessBuildInfo();
 
 }  // namespace phalanx::ps

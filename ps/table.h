@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -36,6 +37,14 @@ struct OptimizerOptions {
 // (first and second moments, then the row's step count as uint32 bits, used
 // for bias correction: Adam here counts steps per row, not per table).
 size_t OptimizerStateFloats(const OptimizerOptions& options, size_t dim);
+
+// The optimizer-row variant every table's Apply runs in this process:
+// "scalar", "avx2" or "avx512", the widest this CPU supports unless the
+// environment variable PHX_KERNEL names another (tests, benchmarks). If
+// PHX_KERNEL names one this CPU or build cannot run, "none (<the error>)",
+// and EmbeddingTable::Create returns that InvalidArgument. For /status and
+// build-info (ps/internal/optimizer_dispatch.h).
+std::string_view OptimizerKernelName();
 
 enum class InitKind { kZeros, kUniform, kNormal };
 

@@ -2,10 +2,8 @@
 // Which Gram kernel variant (gram_kernel.h) runs: the widest this CPU
 // supports, or the one PHX_KERNEL names, chosen once per process.
 //
-// PHX_KERNEL is read here, below launch/, against STYLE.md's rule for
-// options: like OPENBLAS_CORETYPE it is a process-wide switch for tests and
-// benchmarks to force a variant, not configuration, and it must act before
-// any Options struct exists (static initialisation, every binary).
+// The CPU detection and PHX_KERNEL are common/cpu.h's, shared with the
+// optimizer rows (ps/internal/optimizer_dispatch.h).
 //
 // Thread-safety: the choice is a function-local static, made once and then
 // only read.

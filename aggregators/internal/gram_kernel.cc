@@ -1,8 +1,8 @@
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "aggregators/internal/gram_dispatch.h"
+#include "common/cpu.h"
 
 namespace phalanx::aggregators::internal {
 namespace {
@@ -46,15 +46,6 @@ void ScalarBlock(const double* block, std::ptrdiff_t len, std::ptrdiff_t m, doub
 
 const GramKernel kScalar{"scalar", 1, kTi, kTj, &ScalarBlock};
 
-bool CpuRuns(std::string_view name) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (name == "avx512") return __builtin_cpu_supports("avx512f");
-#endif
-  return name == "scalar";
-}
-
 std::string Names(const std::vector<const GramKernel*>& kernels) {
   std::string out;
   for (const GramKernel* k : kernels) {
@@ -71,7 +62,7 @@ const GramKernel& ScalarGramKernel() { return kScalar; }
 std::vector<const GramKernel*> SupportedGramKernels() {
   std::vector<const GramKernel*> out;
   for (const GramKernel* k : {&kScalar, Avx2GramKernel(), Avx512GramKernel()}) {
-    if (k != nullptr && CpuRuns(k->name)) out.push_back(k);
+    if (k != nullptr && CpuRunsKernel(k->name)) out.push_back(k);
   }
   return out;
 }
@@ -82,8 +73,7 @@ Result<const GramKernel*> ChooseGramKernel(std::string_view override_name) {
   for (const GramKernel* k : supported) {
     if (k->name == override_name) return k;
   }
-  const bool known =
-      override_name == "scalar" || override_name == "avx2" || override_name == "avx512";
+  const bool known = IsKernelVariant(override_name);
   return InvalidArgument(
       "PHX_KERNEL=" + std::string(override_name) +
       (known ? ": this CPU or build cannot run that Gram kernel" : ": unknown Gram kernel") +
@@ -91,10 +81,7 @@ Result<const GramKernel*> ChooseGramKernel(std::string_view override_name) {
 }
 
 const Result<const GramKernel*>& ActiveGramKernel() {
-  static const Result<const GramKernel*> kActive = [] {
-    const char* env = std::getenv("PHX_KERNEL");
-    return ChooseGramKernel(env == nullptr ? std::string_view() : std::string_view(env));
-  }();
+  static const Result<const GramKernel*> kActive = ChooseGramKernel(KernelOverride());
   return kActive;
 }
 

@@ -46,4 +46,6 @@ void PrintTable(const std::vector<Row>& rows) {
   std::fflush(stdout);
 }
 
+void PrintBuildHeader(const BuildInfo& info) { std::fputs(BuildInfoText(info).c_str(), stdout); }
+
 }  // namespace phalanx::bench

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/util/timing.h"
+#include "common/build_info.h"
 
 namespace phalanx::bench {
 
@@ -30,5 +31,9 @@ Row ThroughputRow(const std::string& op, const Samples& phx, const Samples& raw,
 Row LatencyRow(const std::string& op, double phx_s, double raw_s);
 
 void PrintTable(const std::vector<Row>& rows);
+
+// The header of a bench's output: the machine and the kernel variants the
+// figures are for (BuildInfoText, e.g. of ps::ProcessBuildInfo()).
+void PrintBuildHeader(const BuildInfo& info);
 
 }  // namespace phalanx::bench

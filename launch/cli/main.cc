@@ -18,6 +18,7 @@
 #include "launch/config/config.h"
 #include "launch/experiment/experiment.h"
 #include "launch/sim/simulator.h"
+#include "ps/server.h"
 
 namespace {
 
@@ -67,6 +68,7 @@ struct Args {
   std::string experiment_out;
   int experiment_parallel = 0;
   std::vector<std::string> experiment_overrides;
+  bool json = false;
 };
 
 // The subcommands, so main can ask which one was given.
@@ -78,6 +80,7 @@ struct Commands {
   CLI::App* aggregate;
   CLI::App* simulate;
   CLI::App* experiment;
+  CLI::App* build_info;
 };
 
 // A TCP port: 0 (any free port) to 65535; CLI11 refuses anything else with
@@ -160,6 +163,25 @@ void AddToolCommands(CLI::App& app, Args& a, Commands& c) {
   c.experiment->add_option("--set", a.experiment_overrides,
                            "override an experiment key: key=value");
   c.experiment->add_flag("--quiet", a.quiet, "no per-run lines");
+
+  c.build_info = app.add_subcommand(
+      "build-info", "version, compiler, x86-64 level, this CPU and the kernel variants it runs");
+  c.build_info->add_flag("--json", a.json, "one JSON object (as /status's \"build\")");
+}
+
+// Exits 1 when a kernel has no variant (PHX_KERNEL names one this CPU or
+// build cannot run), so that a script checking a host learns it.
+int RunBuildInfo(const Args& a) {
+  const phalanx::BuildInfo& info = phalanx::ps::ProcessBuildInfo();
+  if (a.json) {
+    std::cout << phalanx::BuildInfoJson(info) << std::endl;
+  } else {
+    std::cout << phalanx::BuildInfoText(info);
+  }
+  for (const auto& k : info.kernels) {
+    if (k.variant.rfind("none", 0) == 0) return 1;
+  }
+  return 0;
 }
 
 int RunRole(const Args& a, const Commands& c) {
@@ -286,5 +308,6 @@ int main(int argc, char** argv) {
   if (*c.aggregate) return RunAggregate(a);
   if (*c.experiment) return RunExperiment(a, argv[0]);
   if (*c.local) return RunLaunchLocal(a, argv[0]);
+  if (*c.build_info) return RunBuildInfo(a);
   return 0;
 }

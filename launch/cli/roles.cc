@@ -26,6 +26,7 @@ namespace {
 Result<std::unique_ptr<HttpServer>> StartHttp(const JobConfig& config,
                                               std::function<std::string()> status_fn) {
   if (!config.cluster.http) return std::unique_ptr<HttpServer>();
+  ExportBuildInfo(ps::ProcessBuildInfo(), MetricsRegistry::Global());
   std::map<std::string, HttpHandler> handlers;
   handlers["/metrics"] = [] {
     return HttpResponse{200, "text/plain; version=0.0.4",
@@ -357,7 +358,8 @@ Status RunWorker(const JobConfig& config, const std::string& scheduler, int rank
                      {"id", client->id()},
                      {"rank", client->rank()},
                      {"epoch", client->view().epoch},
-                     {"model", model->name()}};
+                     {"model", model->name()},
+                     {"build", nlohmann::json::parse(BuildInfoJson(ps::ProcessBuildInfo()))}};
     std::lock_guard<std::mutex> lock(status_mu);
     status = j.dump();
   }

@@ -58,6 +58,12 @@ inline void AdamBiasTable(const OptimizerParams& p, uint32_t size, float* table)
   for (uint32_t t = 0; t < size; ++t) AdamFactors(p, t, table + 2 * t, table + 2 * t + 1);
 }
 
+// `Tag` only names the instantiation: a translation unit compiled with other
+// code-generation flags (optimizer_scalar.cc) instantiates the kernels with a
+// tag of its own in an anonymous namespace, which gives them (and their
+// lambdas) internal linkage, so the linker cannot pick that unit's copy for
+// the table's pipeline (or the reverse).
+//
 // The kernels take the row width either at compile time (kDim > 0: the loop
 // has a fixed trip count the compiler unrolls into a few vector FMAs, which
 // matters at 16 floats per row) or at run time (kDim == 0, dim is used).
@@ -103,7 +109,7 @@ inline void RunOnRow(size_t dim, const float* g, float* w, float* state, const B
 }
 
 // w <- w - lr * g'
-template <size_t kDim = 0>
+template <size_t kDim = 0, typename Tag = void>
 inline void SgdStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                     float* __restrict w, float* /*state*/) {
   const float lr = p.lr, wd = p.weight_decay;
@@ -113,7 +119,7 @@ inline void SgdStep(const OptimizerParams& p, size_t dim, const float* __restric
 }
 
 // v <- momentum * v + g';  w <- w - lr * v
-template <size_t kDim = 0>
+template <size_t kDim = 0, typename Tag = void>
 inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                          float* __restrict w, float* __restrict state) {
   const float lr = p.lr, wd = p.weight_decay, mu = p.momentum;
@@ -128,7 +134,7 @@ inline void MomentumStep(const OptimizerParams& p, size_t dim, const float* __re
 }
 
 // a <- a + g'^2;  w <- w - lr * g' / (sqrt(a) + eps)
-template <size_t kDim = 0>
+template <size_t kDim = 0, typename Tag = void>
 inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                         float* __restrict w, float* __restrict state) {
   const float lr = p.lr, wd = p.weight_decay, eps = p.epsilon;
@@ -144,7 +150,7 @@ inline void AdagradStep(const OptimizerParams& p, size_t dim, const float* __res
 
 // t <- t + 1;  m <- b1 m + (1 - b1) g';  v <- b2 v + (1 - b2) g'^2
 // w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-template <size_t kDim = 0>
+template <size_t kDim = 0, typename Tag = void>
 inline void AdamStep(const OptimizerParams& p, size_t dim, const float* __restrict g,
                      float* __restrict w, float* __restrict state) {
   const size_t n = Width<kDim>(dim);

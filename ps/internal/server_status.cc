@@ -1,6 +1,9 @@
 #include "ps/internal/server_status.h"
 
+#include "aggregators/gram.h"
 #include "ps/internal/quorum_watch.h"
+#include "ps/server.h"
+#include "ps/table.h"
 
 namespace phalanx::ps::internal {
 
@@ -39,3 +42,15 @@ nlohmann::json PeersStatus(const ClusterView& view) {
 }
 
 }  // namespace phalanx::ps::internal
+
+namespace phalanx::ps {
+
+// Declared in ps/server.h; here beside the rest of what /status shows.
+const BuildInfo& ProcessBuildInfo() {
+  static const BuildInfo kInfo =
+      CurrentBuildInfo({{"gram", std::string(aggregators::GramKernelName())},
+                        {"optimizer", std::string(OptimizerKernelName())}});
+  return kInfo;
+}
+
+}  // namespace phalanx::ps

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "aggregators/gram.h"
+#include "common/cpu.h"
 #include "common/message.h"
 #include "common/transport.h"
 #include "tests/testutil/process.h"
@@ -240,6 +242,19 @@ TEST_F(BadInputTest, MalformedBytesAreRejectedAndTheServerStaysUp) {
   auto status = cluster_->SchedulerStatus();
   ASSERT_FALSE(status.is_discarded());
   EXPECT_EQ(status["role"], "scheduler");
+}
+
+TEST_F(BadInputTest, StatusAndMetricsNameTheBuildAndKernels) {
+  auto status = nlohmann::json::parse(HttpGet(server_http_, "/status"), nullptr, false);
+  ASSERT_FALSE(status.is_discarded());
+  // The server process runs in this test's environment: same CPU, same PHX_KERNEL.
+  const std::string gram(aggregators::GramKernelName());
+  EXPECT_EQ(status["build"]["kernels"]["gram"], gram) << status.dump();
+  EXPECT_EQ(status["build"]["cpu"]["avx2"], HostCpuFeatures().avx2) << status.dump();
+  EXPECT_FALSE(status["build"]["version"].get<std::string>().empty()) << status.dump();
+  std::string metrics = HttpGet(server_http_, "/metrics");
+  EXPECT_NE(metrics.find("phalanx_build_info{version=\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("gram_kernel=\"" + gram + "\""), std::string::npos) << metrics;
 }
 
 TEST_F(BadInputTest, WrongShapesUnknownTablesAndStrangersAreRejected) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "aggregators/gram.h"
 #include "tests/testutil/process.h"
 #include "tests/testutil/process_cluster.h"
 
@@ -68,6 +69,19 @@ TEST_P(FederatedLiveTest, ClientsLearnAndStalenessIsRecorded) {
     EXPECT_GT(Sample(metrics, "phalanx_federated_staleness_sum"), 0) << metrics;
   }
   EXPECT_EQ(servers, 2) << status.dump();
+  // Every worker's /status says which kernel variants its process runs.
+  int workers = 0;
+  for (const auto& p : status["peers"]) {
+    if (p["role"] != "worker" || p["alive"] != true) continue;
+    auto ws = nlohmann::json::parse(HttpGet(p["http_port"].get<int>(), "/status"), nullptr, false);
+    ASSERT_FALSE(ws.is_discarded());
+    if (ws.value("state", "") == "starting") continue;  // not registered yet
+    ++workers;
+    EXPECT_EQ(ws["build"]["kernels"]["gram"], std::string(aggregators::GramKernelName()))
+        << ws.dump();
+    EXPECT_FALSE(ws["build"]["compiler"].get<std::string>().empty()) << ws.dump();
+  }
+  EXPECT_GE(workers, 1) << status.dump();
   auto result = WaitForLine(w0, kResultLinePrefix, ParseResultLine, 60000);
   ASSERT_TRUE(result) << w0.output() << ReadAll(cluster.dir() / "worker-0.log");
   // Chance is 0.1; a few seconds of non-IID clients get well past it.
