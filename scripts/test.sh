@@ -16,7 +16,7 @@ if [ "${PHX_SANITIZE_TESTS:-${CI:+1}}" = "1" ]; then
   # (each area's tests link just the libraries below it).
   if [ ! -f build-asan/build.ninja ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" \
-      -DPHX_SANITIZE=address,undefined -DPHX_BUILD_BENCH=OFF
+      -DPHX_SANITIZE=address,undefined -DPHX_BUILD_BENCH=OFF -DPHX_BUILD_PYTHON=OFF
   fi
   # The fuzz targets' corpora of the core libraries (tests/fuzz) replay too.
   ninja -C build-asan common_test ps_test aggregators_test \
@@ -41,7 +41,7 @@ if [ "${CI:-}" = "true" ]; then
   if [ ! -f build-tsa/build.ninja ]; then
     cmake -S . -B build-tsa -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O0 \
       -DCMAKE_CXX_COMPILER=clang++-14 -DPHX_THREAD_SAFETY_ANALYSIS=ON \
-      -DPHX_BUILD_TESTS=OFF -DPHX_BUILD_BENCH=OFF
+      -DPHX_BUILD_TESTS=OFF -DPHX_BUILD_BENCH=OFF -DPHX_BUILD_PYTHON=OFF
   fi
   ninja -C build-tsa
 fi
