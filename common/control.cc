@@ -76,7 +76,8 @@ std::string FingerprintMismatch(const ConfigFingerprint& job, const ConfigFinger
     return nullptr;
   };
   auto quoted = [](const std::string* v) { return v ? "\"" + *v + "\"" : std::string("unset"); };
-  auto sentence = [&](const std::string& key, const std::string* in_node, const std::string* in_job) {
+  auto sentence = [&](const std::string& key, const std::string* in_node,
+                      const std::string* in_job) {
     return key + " is " + quoted(in_node) + " in this node's config but " + quoted(in_job) +
            " in the scheduler's";
   };

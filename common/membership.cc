@@ -23,9 +23,9 @@ Result<std::unique_ptr<MembershipClient>> MembershipClient::Start(
   std::unique_ptr<MembershipClient> c(new MembershipClient(options));
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   MutexLock lock(&c->mu_);
-  bool ok = c->cv_.WaitFor(
-      &c->mu_, std::chrono::milliseconds(options.register_timeout_ms),
-      [&]() REQUIRES(c->mu_) { return c->registered_.load() || !c->fatal_.ok(); });
+  bool ok =
+      c->cv_.WaitFor(&c->mu_, std::chrono::milliseconds(options.register_timeout_ms),
+                     [&]() REQUIRES(c->mu_) { return c->registered_.load() || !c->fatal_.ok(); });
   if (!c->fatal_.ok()) return c->fatal_;
   if (!ok) {
     return DeadlineExceeded("no answer from the scheduler at " + options.scheduler_endpoint +
@@ -140,8 +140,8 @@ void MembershipClient::OnMessage(LoopState& st, const Message& m) {
                       s.message());
         MutexLock lock(&mu_);
         if (st.ever_registered) {
-          lost_reason_ = "refused by the scheduler at " + options_.scheduler_endpoint + ": " +
-                         s.message();
+          lost_reason_ =
+              "refused by the scheduler at " + options_.scheduler_endpoint + ": " + s.message();
           lost_ = true;
         } else {
           fatal_ = s.WithContext("refused by the scheduler at " + options_.scheduler_endpoint);

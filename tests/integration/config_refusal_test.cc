@@ -21,9 +21,8 @@ TEST(ConfigRefusalTest, WorkerWithAnotherJobsConfigExitsNonZeroNamingTheKey) {
   const auto log = cluster.dir() / "intruder.log";
   Process intruder;
   ASSERT_TRUE(intruder.Start({"worker", "--scheduler", cluster.endpoint(), "--rank", "0",
-                              "--config", Config("fashion-mnist-mlp"), "--set",
-                              "cluster.servers=1", "--set", "cluster.workers=1", "--set",
-                              "train.rounds=20"},
+                              "--config", Config("fashion-mnist-mlp"), "--set", "cluster.servers=1",
+                              "--set", "cluster.workers=1", "--set", "train.rounds=20"},
                              log.string()));
   const int code = intruder.Wait(60000);
   EXPECT_NE(code, 0);
